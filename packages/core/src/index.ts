@@ -1,0 +1,42 @@
+// The public API of @streamdiffusion/core. Everything exported is named here, explicitly.
+
+export { StreamDiffusionError } from './errors/streamdiffusion-error.js';
+export {
+  DeviceUnavailableError,
+  DisposedError,
+  InferenceError,
+  InvalidArgumentError,
+  ModelFolderError,
+  TensorInputError,
+  type MissingDeviceRequirement,
+  type ModelFolderProblem,
+} from './errors/errors.js';
+
+export {
+  AUTO_DEVICE_ORDER,
+  DEVICE_REQUESTS,
+  type Device,
+  type DeviceCheck,
+  type DeviceChoice,
+  type DeviceRequest,
+} from './runtime/devices.js';
+export {
+  DTYPES,
+  TENSOR_TYPES,
+  float16BitsToFloat32,
+  float32ToFloat16Bits,
+  type Dtype,
+  type TensorData,
+  type TensorType,
+} from './runtime/dtypes.js';
+export { hostTensor, type HostTensor } from './runtime/host-tensor.js';
+export { type ModelSignature, type ValueSignature } from './runtime/model-signature.js';
+export {
+  createRuntime,
+  Runtime,
+  RuntimeTensor,
+  SessionSet,
+  type RunOptions,
+  type RuntimeOptions,
+} from './runtime/runtime.js';
+export type { RuntimeStats, SessionSettings, WebGpuSettings } from './runtime/wire.js';

@@ -1,0 +1,237 @@
+/**
+ * The inference worker: the one thread that owns onnxruntime sessions and the tensors they make.
+ * `session.run` blocks the thread it runs on, so it runs here and the caller's event loop stays free.
+ * Started by {@link createRuntime}; never imported.
+ */
+import { parentPort } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
+import { errorToWire } from '../errors/error-wire.js';
+import { DisposedError, InferenceError, InvalidArgumentError, ModelFolderError } from '../errors/errors.js';
+import { machineEnvironment, resolveDevice, type Device } from './devices.js';
+import { convertTensorData, float16BitsToFloat32, type TensorData, type TensorType } from './dtypes.js';
+import type { ModelSignature, ValueSignature } from './model-signature.js';
+import type { SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
+
+/** A 79-byte model (one Relu) used to find out whether a provider starts. */
+const PROBE_MODEL = Buffer.from(
+  'CAg6RQoMCgF4EgF5IgRSZWx1EgFnWhgKAXgSEwoRCAESDQoHEgViYXRjaAoCCARiGAoBeRITChEIARINCgcSBWJhdGNoCgIIBEIECgAQEQ==',
+  'base64',
+);
+
+const KNOWN_TYPES = new Set<string>(['float32', 'float16', 'int32', 'int64', 'uint8', 'bool']);
+
+interface LoadedSession {
+  readonly session: ort.InferenceSession;
+  readonly signature: ModelSignature;
+}
+
+let device: Device | undefined;
+let settings: SessionSettings = {};
+const sets = new Map<number, Map<string, LoadedSession>>();
+const tensors = new Map<number, { tensor: ort.Tensor; setId: number }>();
+let nextHandle = 1;
+
+function sessionOptions(target: Device): ort.InferenceSession.SessionOptions {
+  const providers: ort.InferenceSession.ExecutionProviderConfig[] =
+    target === 'webgpu'
+      ? [{ name: 'webgpu', ...settings.webgpu }]
+      : target === 'cpu'
+        ? ['cpu']
+        : [{ name: target, deviceId: 0 }];
+  return {
+    executionProviders: providers,
+    graphOptimizationLevel: 'all',
+    ...(settings.intraOpThreads === undefined ? {} : { intraOpNumThreads: settings.intraOpThreads }),
+    // Outputs stay where the provider made them; only what the caller reads comes back.
+    ...(target === 'webgpu' ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
+  };
+}
+
+async function probe(target: Device): Promise<void> {
+  const session = await ort.InferenceSession.create(PROBE_MODEL, sessionOptions(target));
+  await session.release();
+}
+
+function toSignature(values: readonly ort.InferenceSession.ValueMetadata[]): ValueSignature[] {
+  return values.map((value) =>
+    value.isTensor
+      ? {
+          name: value.name,
+          type: KNOWN_TYPES.has(value.type) ? (value.type as TensorType) : 'other',
+          shape: [...value.shape],
+        }
+      : { name: value.name, type: 'other', shape: [] },
+  );
+}
+
+function describeLoadFailure(path: string, error: unknown): ModelFolderError {
+  const message = error instanceof Error ? error.message : String(error);
+  const corrupt = /protobuf parsing failed|ModelProto|invalid model|failed to load model|No graph was found/i.test(message);
+  const missingData = /onnx_data|external data|GetExtDataFromTensorProto|cannot open|No such file/i.test(message);
+  return new ModelFolderError({
+    problem: missingData ? 'missing-file' : corrupt ? 'corrupt-model' : 'unloadable-model',
+    path,
+    message: missingData
+      ? `the model's external weights could not be read: ${message.split('\n')[0]}`
+      : corrupt
+        ? 'the ONNX file is truncated or corrupt and could not be parsed'
+        : `onnxruntime could not load the model: ${message.split('\n')[0]}`,
+    cause: error,
+  });
+}
+
+function requireDevice(): Device {
+  if (device === undefined) throw new DisposedError('the runtime (not initialised)');
+  return device;
+}
+
+function setOf(setId: number): Map<string, LoadedSession> {
+  const set = sets.get(setId);
+  if (set === undefined) throw new DisposedError(`session set ${setId}`);
+  return set;
+}
+
+function feed(input: WireInput): ort.Tensor {
+  if (input.kind === 'resident') {
+    const held = tensors.get(input.handle);
+    if (held === undefined) throw new DisposedError(`tensor ${input.handle}`);
+    return held.tensor;
+  }
+  const data = convertTensorData(input.data, input.type, input.feedType);
+  if (data === undefined) {
+    throw new InvalidArgumentError({ field: 'type', value: input.type, expected: input.feedType });
+  }
+  return new ort.Tensor(input.feedType, data, input.dims);
+}
+
+async function dataOf(tensor: ort.Tensor, asFloat32: boolean): Promise<TensorData> {
+  const data = (tensor.location === 'cpu' ? tensor.data : await tensor.getData()) as TensorData;
+  if (asFloat32 && tensor.type === 'float16') return float16BitsToFloat32(data as Uint16Array);
+  // A CPU tensor's data may share its buffer with onnxruntime's output arena: copy before transfer.
+  return tensor.location === 'cpu' ? (data.slice() as TensorData) : data;
+}
+
+function releaseTensor(handle: number): void {
+  const held = tensors.get(handle);
+  if (held === undefined) return;
+  tensors.delete(handle);
+  if (held.tensor.location !== 'cpu') held.tensor.dispose();
+}
+
+const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope, { op: Op }>) => Promise<WorkerResults[Op]> } = {
+  async init(request) {
+    settings = request.settings;
+    const choice = await resolveDevice(request.device, machineEnvironment(probe));
+    device = choice.device;
+    return choice;
+  },
+  async load(request) {
+    const target = requireDevice();
+    const loaded = new Map<string, LoadedSession>();
+    try {
+      for (const model of request.models) {
+        let session: ort.InferenceSession;
+        try {
+          session = await ort.InferenceSession.create(model.path, sessionOptions(target));
+        } catch (error) {
+          throw describeLoadFailure(model.path, error);
+        }
+        loaded.set(model.name, {
+          session,
+          signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) },
+        });
+      }
+    } catch (error) {
+      // Load all or nothing: a half-loaded set would hold sessions nobody can release.
+      await Promise.all([...loaded.values()].map(({ session }) => session.release()));
+      throw error;
+    }
+    sets.set(request.setId, loaded);
+    return Object.fromEntries([...loaded].map(([name, { signature }]) => [name, signature]));
+  },
+  async run(request) {
+    const loaded = setOf(request.setId).get(request.model);
+    if (loaded === undefined) throw new DisposedError(`model "${request.model}"`);
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const [name, input] of Object.entries(request.inputs)) feeds[name] = feed(input);
+    let results: ort.InferenceSession.ReturnType;
+    try {
+      results = await loaded.session.run(feeds);
+    } catch (error) {
+      throw new InferenceError({ model: request.model, message: error instanceof Error ? error.message : String(error), cause: error });
+    } finally {
+      for (const [name, input] of Object.entries(request.inputs)) {
+        if (input.kind === 'host') {
+          const tensor = feeds[name];
+          if (tensor !== undefined && tensor.location !== 'cpu') tensor.dispose();
+        }
+      }
+    }
+    const outputs: Record<string, WireOutput> = {};
+    for (const [name, tensor] of Object.entries(results)) {
+      const type = tensor.type as TensorType;
+      if (request.read.includes(name)) {
+        outputs[name] = { type, dims: [...tensor.dims], data: await dataOf(tensor, request.readAsFloat32) };
+        if (tensor.location !== 'cpu') tensor.dispose();
+      } else {
+        const handle = nextHandle++;
+        tensors.set(handle, { tensor, setId: request.setId });
+        outputs[name] = { type, dims: [...tensor.dims], handle };
+      }
+    }
+    return outputs;
+  },
+  async read(request) {
+    const held = tensors.get(request.handle);
+    if (held === undefined) throw new DisposedError(`tensor ${request.handle}`);
+    return dataOf(held.tensor, request.asFloat32);
+  },
+  async release(request) {
+    for (const handle of request.handles) releaseTensor(handle);
+    return null;
+  },
+  async unload(request) {
+    const set = sets.get(request.setId);
+    if (set === undefined) return null;
+    sets.delete(request.setId);
+    for (const [handle, held] of tensors) if (held.setId === request.setId) releaseTensor(handle);
+    await Promise.all([...set.values()].map(({ session }) => session.release()));
+    return null;
+  },
+  async stats() {
+    let sessions = 0;
+    for (const set of sets.values()) sessions += set.size;
+    return { sessions, tensors: tensors.size };
+  },
+};
+
+function transferables(result: unknown): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  const visit = (value: unknown): void => {
+    if (ArrayBuffer.isView(value)) {
+      if (value.buffer instanceof ArrayBuffer && value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) {
+        buffers.push(value.buffer);
+      }
+    } else if (typeof value === 'object' && value !== null) {
+      for (const inner of Object.values(value)) visit(inner);
+    }
+  };
+  visit(result);
+  return buffers;
+}
+
+const port = parentPort;
+if (port === null) throw new Error('inference-worker must be started as a worker thread');
+port.on('message', (request: WorkerEnvelope) => {
+  const handler = handlers[request.op] as (request: WorkerEnvelope) => Promise<unknown>;
+  handler(request).then(
+    (result) => {
+      const response: WorkerResponse = { id: request.id, ok: true, result };
+      port.postMessage(response, transferables(result));
+    },
+    (error: unknown) => {
+      const response: WorkerResponse = { id: request.id, ok: false, error: errorToWire(error) };
+      port.postMessage(response);
+    },
+  );
+});

@@ -1,0 +1,153 @@
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeviceUnavailableError, DisposedError, TensorInputError } from '../errors/errors.js';
+import { StreamDiffusionError } from '../errors/streamdiffusion-error.js';
+import { float16BitsToFloat32, float32ToFloat16Bits } from './dtypes.js';
+import { hostTensor } from './host-tensor.js';
+import { createRuntime, type Runtime } from './runtime.js';
+
+const fixture = (name: string): string =>
+  fileURLToPath(new URL(`../../test-fixtures/runtime/${name}.onnx`, import.meta.url));
+
+describe('runtime on the CPU', () => {
+  let runtime: Runtime;
+  beforeAll(async () => {
+    runtime = await createRuntime({ device: 'cpu' });
+  });
+  afterAll(async () => {
+    await runtime.dispose();
+  });
+
+  it('reports the device it runs on and why', () => {
+    expect(runtime.device.device).toBe('cpu');
+    expect(runtime.device.reason).toMatch(/asked for by name/);
+  });
+
+  it('runs a model and reads only the outputs asked for', async () => {
+    const set = await runtime.loadSessions({ relu: fixture('relu') });
+    const x = hostTensor(new Float32Array([-1, 2, -3, 4, 5, -6, 7, -8]), [2, 4]);
+    const { y } = await set.run('relu', { x }, { read: ['y'] });
+    expect(y?.dims).toEqual([2, 4]);
+    expect(Array.from(await y!.float32())).toEqual([0, 2, 0, 4, 5, 0, 7, 0]);
+    await set.dispose();
+  });
+
+  it('keeps outputs in the worker and feeds them to the next run without a round trip', async () => {
+    const set = await runtime.loadSessions({ relu: fixture('relu') });
+    const x = hostTensor(new Float32Array([-1, 2, -3, 4]), [1, 4]);
+    const first = await set.run('relu', { x });
+    expect(first.y?.handle).toBeTypeOf('number');
+    expect((await runtime.stats()).tensors).toBe(1);
+    const second = await set.run('relu', { x: first.y! }, { read: ['y'] });
+    expect(Array.from(await second.y!.float32())).toEqual([0, 2, 0, 4]);
+    expect(Array.from(await first.y!.float32())).toEqual([0, 2, 0, 4]);
+    await first.y!.dispose();
+    expect((await runtime.stats()).tensors).toBe(0);
+    await expect(first.y!.data()).rejects.toBeInstanceOf(DisposedError);
+    await set.dispose();
+  });
+
+  it('casts fp32 host data to a declared fp16 input and fp16 outputs back on read', async () => {
+    const set = await runtime.loadSessions({ add: fixture('add-fp16') });
+    expect(set.signatures.add.inputs.map((input) => input.type)).toEqual(['float16', 'float16']);
+    const a = hostTensor(new Float32Array([0.5, 1.25, -2, 1000]), [1, 4]);
+    const b = hostTensor(float32ToFloat16Bits(new Float32Array([0.25, 0.125, 0.5, 24])), [1, 4]);
+    const { sum } = await set.run('add', { a, b });
+    expect(sum?.type).toBe('float16');
+    const bits = (await sum!.data()) as Uint16Array;
+    expect(bits).toBeInstanceOf(Uint16Array);
+    expect(Array.from(float16BitsToFloat32(bits))).toEqual([0.75, 1.375, -1.5, 1024]);
+    expect(Array.from(await sum!.float32())).toEqual([0.75, 1.375, -1.5, 1024]);
+    await set.dispose();
+  });
+
+  it('casts int32 ids to a declared int64 input', async () => {
+    const set = await runtime.loadSessions({ ids: fixture('ids-to-float') });
+    const { doubled } = await set.run('ids', { ids: hostTensor(new Int32Array([1, 2, 49407]), [1, 3]) }, { read: ['doubled'] });
+    expect(Array.from(await doubled!.float32())).toEqual([2, 4, 98814]);
+    await set.dispose();
+  });
+
+  it('names the input, the expected and the actual type and dims on a mismatch', async () => {
+    const set = await runtime.loadSessions({ relu: fixture('relu'), ids: fixture('ids-to-float') });
+    const wrongWidth = set.run('relu', { x: hostTensor(new Float32Array(6), [2, 3]) });
+    await expect(wrongWidth).rejects.toThrow(TensorInputError);
+    await expect(wrongWidth).rejects.toThrow('model "relu", input "x": expected float32 [batch, 4], got float32 [2, 3]');
+    await expect(set.run('relu', { x: hostTensor(new Float32Array(4), [4]) })).rejects.toThrow(/the rank differs/);
+    await expect(set.run('relu', { x: hostTensor(new Int32Array(4), [1, 4]) })).rejects.toMatchObject({
+      input: 'x',
+      expected: 'float32 [batch, 4]',
+      actual: 'int32 [1, 4]',
+    });
+    await expect(set.run('relu', {})).rejects.toMatchObject({ input: 'x', actual: 'no tensor' });
+    await expect(
+      set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]), extra: hostTensor(new Float32Array(1), [1]) }),
+    ).rejects.toThrow(/one of the declared inputs \[x\]/);
+    const ids = await set.run('ids', { ids: hostTensor(new Int32Array([1, 2, 3]), [1, 3]) });
+    // A device-resident float tensor is never silently converted.
+    await expect(set.run('ids', { ids: ids.doubled! })).rejects.toThrow(/expected int64 \[1, 3\], got float32 \[1, 3\] \(a model output kept on the device\)/);
+    await set.dispose();
+  });
+
+  it('raises typed errors that cross the worker boundary', async () => {
+    const error = await runtime.loadSessions({ missing: '/nonexistent/model.onnx' }).catch((caught: unknown) => caught);
+    expect(StreamDiffusionError.isInstance(error)).toBe(true);
+    expect(error).toMatchObject({ name: 'ModelFolderError', path: '/nonexistent/model.onnx' });
+  });
+
+  it('releases every session and tensor on dispose', async () => {
+    const before = await runtime.stats();
+    const set = await runtime.loadSessions({ relu: fixture('relu'), add: fixture('add-fp16') });
+    await set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) });
+    await set.run('relu', { x: hostTensor(new Float32Array(8), [2, 4]) });
+    expect(await runtime.stats()).toEqual({ sessions: before.sessions + 2, tensors: before.tensors + 2 });
+    await set.dispose();
+    expect(await runtime.stats()).toEqual(before);
+    await expect(set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) })).rejects.toBeInstanceOf(DisposedError);
+  });
+
+  it('keeps the main thread responsive while a model runs', async () => {
+    const set = await runtime.loadSessions({ slow: fixture('slow-matmul') });
+    const n = 384;
+    const x = hostTensor(Float32Array.from({ length: n * n }, (_, index) => ((index % 7) - 3) / (n * 4)), [n, n]);
+    const ticks: number[] = [];
+    const timer = setInterval(() => ticks.push(performance.now()), 5);
+    const started = performance.now();
+    // Several runs back to back so the work is long even on a fast machine.
+    for (let round = 0; round < 4; round += 1) await set.run('slow', { x }, { read: ['y'] });
+    const elapsed = performance.now() - started;
+    clearInterval(timer);
+    await set.dispose();
+    expect(elapsed).toBeGreaterThan(100);
+    // A blocked event loop would fire the timer ~0 times; a free one about elapsed / 5 times.
+    expect(ticks.length).toBeGreaterThan(elapsed / 5 / 4);
+  });
+});
+
+describe('runtime lifetime', () => {
+  it('stops its worker on dispose and refuses further use', async () => {
+    const runtime = await createRuntime({ device: 'cpu' });
+    const set = await runtime.loadSessions({ relu: fixture('relu') });
+    await runtime.dispose();
+    expect(runtime.disposed).toBe(true);
+    await expect(runtime.stats()).rejects.toBeInstanceOf(DisposedError);
+    await expect(set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) })).rejects.toBeInstanceOf(DisposedError);
+  });
+
+  it('auto picks a device and says why the others were passed over', async () => {
+    const runtime = await createRuntime({ device: 'auto' });
+    try {
+      expect(runtime.device.considered.at(-1)?.device).toBe(runtime.device.device);
+      expect(runtime.device.reason).toMatch(/^auto picked/);
+    } finally {
+      await runtime.dispose();
+    }
+  });
+
+  it.runIf(process.env.STREAMDIFFUSION_GPU !== '1')('fails with a typed error naming what cuda lacks on a machine without its libraries', async () => {
+    const error = await createRuntime({ device: 'cuda' }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(DeviceUnavailableError);
+    expect(error).toMatchObject({ device: 'cuda', missing: 'provider-libraries' });
+    expect((error as Error).message).toMatch(/libonnxruntime_providers_cuda\.so/);
+  });
+});

@@ -1,0 +1,72 @@
+import type { WireError } from '../errors/error-wire.js';
+import type { DeviceChoice, DeviceRequest } from './devices.js';
+import type { TensorData, TensorType } from './dtypes.js';
+import type { ModelSignature } from './model-signature.js';
+
+/** Settings of the WebGPU provider that onnxruntime-node accepts. */
+export interface WebGpuSettings {
+  readonly preferredLayout?: 'NCHW' | 'NHWC';
+  readonly validationMode?: 'disabled' | 'wgpuOnly' | 'basic' | 'full';
+}
+
+/** Session settings shared by every model of a runtime. */
+export interface SessionSettings {
+  /** Threads for one operator on the CPU; onnxruntime's default when absent. */
+  readonly intraOpThreads?: number;
+  readonly webgpu?: WebGpuSettings;
+}
+
+/** An input as sent to the worker: host data, or a tensor the worker already holds. */
+export type WireInput =
+  | { readonly kind: 'host'; readonly type: TensorType; readonly feedType: TensorType; readonly dims: readonly number[]; readonly data: TensorData }
+  | { readonly kind: 'resident'; readonly handle: number };
+
+/** An output as returned by the worker: data when it was read, a handle when it stays. */
+export interface WireOutput {
+  readonly type: TensorType;
+  readonly dims: readonly number[];
+  readonly handle?: number;
+  readonly data?: TensorData;
+}
+
+/** Requests the main thread sends to the inference worker. */
+export type WorkerRequest =
+  | { readonly op: 'init'; readonly device: DeviceRequest; readonly settings: SessionSettings }
+  | { readonly op: 'load'; readonly setId: number; readonly models: readonly { readonly name: string; readonly path: string }[] }
+  | {
+      readonly op: 'run';
+      readonly setId: number;
+      readonly model: string;
+      readonly inputs: Readonly<Record<string, WireInput>>;
+      readonly read: readonly string[];
+      readonly readAsFloat32: boolean;
+    }
+  | { readonly op: 'read'; readonly handle: number; readonly asFloat32: boolean }
+  | { readonly op: 'release'; readonly handles: readonly number[] }
+  | { readonly op: 'unload'; readonly setId: number }
+  | { readonly op: 'stats' };
+
+/** What each request answers with. */
+export interface WorkerResults {
+  init: DeviceChoice;
+  load: Record<string, ModelSignature>;
+  run: Record<string, WireOutput>;
+  read: TensorData;
+  release: null;
+  unload: null;
+  stats: RuntimeStats;
+}
+
+/** What a runtime's worker holds right now. */
+export interface RuntimeStats {
+  readonly sessions: number;
+  readonly tensors: number;
+}
+
+/** A request with the id its answer carries back. */
+export type WorkerEnvelope = WorkerRequest & { readonly id: number };
+
+/** The worker's answer to one request. */
+export type WorkerResponse =
+  | { readonly id: number; readonly ok: true; readonly result: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: WireError };

@@ -1,0 +1,22 @@
+import { defineConfig } from 'vitest/config';
+
+// One vitest run covers every package; each package is a project so `--project core` works too.
+// The source condition makes packages read each other's `src/` without a build.
+export default defineConfig({
+  resolve: { conditions: ['@streamdiffusion/source'] },
+  ssr: { resolve: { conditions: ['@streamdiffusion/source'] } },
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'core',
+          root: './packages/core',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
