@@ -108,7 +108,7 @@ async function dataOf(tensor: ort.Tensor, asFloat32: boolean): Promise<TensorDat
   const data = (tensor.location === 'cpu' ? tensor.data : await tensor.getData()) as TensorData;
   if (asFloat32 && tensor.type === 'float16') return float16BitsToFloat32(data as Uint16Array);
   // A CPU tensor's data may share its buffer with onnxruntime's output arena: copy before transfer.
-  return tensor.location === 'cpu' ? (data.slice() as TensorData) : data;
+  return tensor.location === 'cpu' ? data.slice() : data;
 }
 
 function releaseTensor(handle: number): void {

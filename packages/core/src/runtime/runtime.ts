@@ -255,7 +255,7 @@ export class Runtime {
       setId,
       models: Object.entries<string>(models).map(([name, path]) => ({ name, path })),
     });
-    return new SessionSet(this, setId, signatures as Record<Name, ModelSignature>);
+    return new SessionSet<Name>(this, setId, signatures);
   }
 
   /** How many sessions and tensors the worker holds (for leak checks). */

@@ -44,3 +44,11 @@ for index in range(48):
     current = f"t{index}"
 nodes.append(helper.make_node("Identity", [current], ["y"]))
 model("slow-matmul", nodes, [value("x", F32, ["n", "n"])], [value("y", F32, ["n", "n"])])
+
+# A UNet-like signature with the right names but a rank-3 "sample", for the model-folder checks.
+model(
+    "bad-rank-unet",
+    [helper.make_node("Identity", ["sample"], ["out_sample"])],
+    [value("sample", F32, ["batch", 4, "height"]), value("timestep", F32, ["batch"]), value("encoder_hidden_states", F32, ["batch", 77, 32])],
+    [value("out_sample", F32, ["batch", 4, "height"])],
+)

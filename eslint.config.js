@@ -1,0 +1,53 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+/** Feature packages and apps reach core only through its public entry points. */
+const coreInternals = {
+  group: ['@streamdiffusion/core/*', '!@streamdiffusion/core/test', '**/core/src/**', '../core/**', '../../core/**'],
+  message: 'Import @streamdiffusion/core (or @streamdiffusion/core/test) only: its internals are not API.',
+};
+
+/** Only core's runtime layer talks to onnxruntime. */
+const onnxruntime = {
+  name: 'onnxruntime-node',
+  message: 'Only packages/core/src/runtime/ imports onnxruntime-node; use the runtime layer.',
+};
+
+export default tseslint.config(
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/.turbo/**', '.vendor/**', '.gpuhost/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: { allowDefaultProject: ['*.js', '*.mjs', 'scripts/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/switch-exhaustiveness-check': 'error',
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/require-await': 'off',
+      'no-restricted-imports': ['error', { paths: [onnxruntime] }],
+    },
+  },
+  {
+    files: ['packages/core/src/runtime/**'],
+    rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    files: ['packages/!(core)/**', 'apps/**'],
+    rules: { 'no-restricted-imports': ['error', { paths: [onnxruntime], patterns: [coreInternals] }] },
+  },
+  {
+    files: ['**/*.test.ts'],
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+    },
+  },
+  {
+    files: ['**/*.js', '**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+);

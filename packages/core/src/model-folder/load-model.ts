@@ -1,0 +1,45 @@
+import { createPromptEncoder, type PromptEncoder } from '../prompt-encoder/prompt-encoder.js';
+import type { Runtime, SessionSet } from '../runtime/runtime.js';
+import { createClipTokenizer, type ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
+import { detectCapabilities, type ModelCapabilities } from './capabilities.js';
+import { readModelFolder, type ModelComponent, type ModelFolder } from './model-folder.js';
+
+/** A Stable Diffusion model folder loaded into a runtime: its sessions, tokenizer and capabilities. */
+export interface LoadedModel {
+  readonly folder: ModelFolder;
+  readonly capabilities: ModelCapabilities;
+  readonly sessions: SessionSet<ModelComponent>;
+  readonly tokenizer: ClipTokenizer;
+  readonly prompts: PromptEncoder;
+  /** Releases every session of the model (the runtime stays). */
+  dispose(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Reads, checks and loads a model folder into a runtime: each model once, all or nothing.
+ * A bad folder raises `ModelFolderError` saying what and where (missing file, corrupt `.onnx`,
+ * wrong input names or ranks, unknown beta schedule, missing tokenizer file).
+ */
+export async function loadModel(options: { readonly runtime: Runtime; readonly folder: string }): Promise<LoadedModel> {
+  const folder = await readModelFolder(options.folder);
+  const tokenizer = await createClipTokenizer(folder.tokenizerFolder);
+  const sessions = await options.runtime.loadSessions(folder.models as Record<ModelComponent, string>);
+  let capabilities: ModelCapabilities;
+  try {
+    capabilities = detectCapabilities(sessions.signatures, folder.models, folder.vae);
+  } catch (error) {
+    await sessions.dispose();
+    throw error;
+  }
+  const dispose = (): Promise<void> => sessions.dispose();
+  return {
+    folder,
+    capabilities,
+    sessions,
+    tokenizer,
+    prompts: createPromptEncoder({ sessions, tokenizer }),
+    dispose,
+    [Symbol.asyncDispose]: dispose,
+  };
+}
