@@ -40,3 +40,18 @@ export {
   type RuntimeOptions,
 } from './runtime/runtime.js';
 export type { RuntimeStats, SessionSettings, WebGpuSettings } from './runtime/wire.js';
+
+export {
+  BETA_SCHEDULES,
+  MODEL_COMPONENTS,
+  readModelFolder,
+  schedulerConfigSchema,
+  type ModelComponent,
+  type ModelFolder,
+  type SchedulerConfig,
+  type VaeDescription,
+} from './model-folder/model-folder.js';
+export { detectCapabilities, type ModelCapabilities } from './model-folder/capabilities.js';
+export { TEXT_TOKENS, UNET_INPUTS } from './model-folder/unet-inputs.js';
+export { loadModel, type LoadedModel } from './model-folder/load-model.js';
+export { createPromptEncoder, type PromptEncoder } from './prompt-encoder/prompt-encoder.js';

@@ -306,16 +306,66 @@ describe('CLIP tokenizer folder errors', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Goldens: ids transformers gave for the fixture tokenizers (recorded by `tools/export
-// tokenizer-ids` on a host with transformers; see fixtures/README.md).
+// Goldens: the ids transformers gave for the fixture tokenizers, recorded by
+//   python -m streamdiffusion_export tokenizer-ids <fixtures/models/NAME/tokenizer>... \
+//     fixtures/tokenizer/prompts.json --out fixtures/goldens/tokenizer-ids.json
+// (tools/export; see fixtures/README.md).
 // ---------------------------------------------------------------------------------------------
 
 const FIXTURES = process.env.STREAMDIFFUSION_FIXTURES ?? fileURLToPath(new URL('../../../../fixtures/', import.meta.url));
 const GOLDEN_PATH = join(FIXTURES, 'goldens', 'tokenizer-ids.json');
 
+/** What one transformers tokenizer class made of the prompts (`tools/export tokenizer-ids`). */
+interface GoldenClassRecord {
+  readonly pad_token: string;
+  readonly pad_token_id: number;
+  readonly bos_token_id: number;
+  readonly eos_token_id: number;
+  readonly model_max_length: number;
+  readonly results: readonly { readonly prompt: string; readonly ids: number[]; readonly unpadded_ids: number[] }[];
+}
+
+interface GoldenFile {
+  readonly transformers: string;
+  readonly max_length: number;
+  /** Fixture model name → tokenizer class name → record. */
+  readonly tokenizers: Readonly<Record<string, Readonly<Record<string, GoldenClassRecord>>>>;
+}
+
 describe('CLIP tokenizer matches transformers on the fixture tokenizers', () => {
-  it.skipIf(!existsSync(GOLDEN_PATH))(`every golden prompt (${GOLDEN_PATH} is not recorded yet: skipped)`, async () => {
-    const golden = JSON.parse(await readFile(GOLDEN_PATH, 'utf8')) as unknown;
-    expect(golden).toBeDefined();
+  const recorded = existsSync(GOLDEN_PATH);
+  it.skipIf(!recorded)(recorded ? `every prompt of ${GOLDEN_PATH}` : `skipped: ${GOLDEN_PATH} is not recorded yet`, async () => {
+    const golden = JSON.parse(await readFile(GOLDEN_PATH, 'utf8')) as GoldenFile;
+    const names = Object.keys(golden.tokenizers);
+    expect(names.length, 'the golden file names no tokenizer').toBeGreaterThan(0);
+    const mismatches: string[] = [];
+    let compared = 0;
+    for (const name of names) {
+      const classes = golden.tokenizers[name]!;
+      // The Rust-backed class is the reference: transformers 5's CLIPTokenizer, 4.x's CLIPTokenizerFast.
+      const className = 'CLIPTokenizerFast' in classes ? 'CLIPTokenizerFast' : 'CLIPTokenizer';
+      const record = classes[className];
+      expect(record, `${name}: no ${className} record`).toBeDefined();
+      const tokenizer = await createClipTokenizer(join(FIXTURES, 'models', name, 'tokenizer'));
+      const where = `${name} (${className}, transformers ${golden.transformers})`;
+      expect({ bos: tokenizer.bosTokenId, eos: tokenizer.eosTokenId, pad: tokenizer.padTokenId }, where).toEqual({
+        bos: record!.bos_token_id,
+        eos: record!.eos_token_id,
+        pad: record!.pad_token_id,
+      });
+      expect(tokenizer.maxLength, where).toBe(golden.max_length);
+      for (const { prompt, ids, unpadded_ids: unpaddedIds } of record!.results) {
+        compared++;
+        const unpadded = tokenizer.tokenize(prompt);
+        const padded = Array.from(tokenizer.encode(prompt));
+        if (JSON.stringify(unpadded) !== JSON.stringify(unpaddedIds)) {
+          mismatches.push(`${where} ${JSON.stringify(prompt)}: unpadded ours [${unpadded.join(', ')}], transformers [${unpaddedIds.join(', ')}]`);
+        } else if (JSON.stringify(padded) !== JSON.stringify(ids)) {
+          mismatches.push(`${where} ${JSON.stringify(prompt)}: padded ours [${padded.join(', ')}], transformers [${ids.join(', ')}]`);
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(0);
+    expect(mismatches).toEqual([]);
   });
 });

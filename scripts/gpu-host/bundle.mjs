@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+// Bundles what a GPU host run needs into .gpuhost/app: our scripts as single ESM files (the
+// inference worker beside them), plus onnxruntime-node with only its linux-x64 binaries.
+//   node scripts/gpu-host/bundle.mjs && ../shared/gpu-host/pack.sh .gpuhost .gpuhost/app [more paths]
+// On the host: source .gpuhost/enter.sh && node .gpuhost/app/compare-goldens.mjs --device webgpu
+import { build } from 'esbuild';
+import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const out = '.gpuhost/app';
+rmSync(out, { recursive: true, force: true });
+mkdirSync(out, { recursive: true });
+await build({
+  entryPoints: {
+    'compare-goldens': 'packages/core/scripts/compare-goldens.ts',
+    'inspect-model': 'packages/core/examples/inspect-model.ts',
+    'inference-worker': 'packages/core/src/runtime/inference-worker.ts',
+  },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outdir: out,
+  outExtension: { '.js': '.mjs' },
+  conditions: ['@streamdiffusion/source'],
+  external: ['onnxruntime-node'],
+  // Bundled CommonJS dependencies call require(); give ESM output one.
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  logLevel: 'warning',
+});
+// The runtime looks for the worker as inference-worker.js beside itself.
+cpSync(join(out, 'inference-worker.mjs'), join(out, 'inference-worker.js'));
+
+const require = createRequire(join(process.cwd(), 'packages/core/package.json'));
+const ortNode = dirname(require.resolve('onnxruntime-node/package.json'));
+const ortCommon = dirname(createRequire(join(ortNode, 'package.json')).resolve('onnxruntime-common/package.json'));
+const modules = join(out, 'node_modules');
+cpSync(ortNode, join(modules, 'onnxruntime-node'), {
+  recursive: true,
+  dereference: true,
+  filter: (path) => !path.includes('/bin/') || path.includes('/linux') ,
+});
+rmSync(join(modules, 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'arm64'), { recursive: true, force: true });
+cpSync(ortCommon, join(modules, 'onnxruntime-common'), { recursive: true, dereference: true });
+console.log(`bundled into ${out}`);
