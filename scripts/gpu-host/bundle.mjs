@@ -1,14 +1,14 @@
 #!/usr/bin/env node
-// Bundles what a GPU host run needs into .gpuhost/app: our scripts as single ESM files (the
+// Bundles what a GPU host run needs into .gpuhost-app: our scripts as single ESM files (the
 // inference worker beside them), plus onnxruntime-node with only its linux-x64 binaries.
-//   node scripts/gpu-host/bundle.mjs && ../shared/gpu-host/pack.sh .gpuhost .gpuhost/app [more paths]
-// On the host: source .gpuhost/enter.sh && node .gpuhost/app/compare-goldens.mjs --device webgpu
+//   node scripts/gpu-host/bundle.mjs && ../shared/gpu-host/pack.sh .gpuhost .gpuhost-app [more paths]
+// On the host: source .gpuhost/enter.sh && node .gpuhost-app/compare-goldens.mjs --device webgpu
 import { build } from 'esbuild';
 import { cpSync, mkdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
-const out = '.gpuhost/app';
+const out = '.gpuhost-app';
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 await build({
@@ -34,13 +34,14 @@ cpSync(join(out, 'inference-worker.mjs'), join(out, 'inference-worker.js'));
 
 const require = createRequire(join(process.cwd(), 'packages/core/package.json'));
 const ortNode = dirname(require.resolve('onnxruntime-node/package.json'));
-const ortCommon = dirname(createRequire(join(ortNode, 'package.json')).resolve('onnxruntime-common/package.json'));
+// onnxruntime-common exports no ./package.json: find its folder beside onnxruntime-node's.
+const ortCommon = join(dirname(ortNode), 'onnxruntime-common');
 const modules = join(out, 'node_modules');
 cpSync(ortNode, join(modules, 'onnxruntime-node'), {
   recursive: true,
   dereference: true,
-  filter: (path) => !path.includes('/bin/') || path.includes('/linux') ,
+  // Only the linux-x64 binaries travel.
+  filter: (path) => !/\/bin\/napi-v6\/./.test(path) || /\/bin\/napi-v6\/linux(\/x64(\/|$)|$)/.test(path),
 });
-rmSync(join(modules, 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'arm64'), { recursive: true, force: true });
 cpSync(ortCommon, join(modules, 'onnxruntime-common'), { recursive: true, dereference: true });
 console.log(`bundled into ${out}`);

@@ -55,3 +55,5 @@ export { detectCapabilities, type ModelCapabilities } from './model-folder/capab
 export { TEXT_TOKENS, UNET_INPUTS } from './model-folder/unet-inputs.js';
 export { loadModel, type LoadedModel } from './model-folder/load-model.js';
 export { createPromptEncoder, type PromptEncoder } from './prompt-encoder/prompt-encoder.js';
+export { createClipTokenizer, type ClipTokenizer } from './tokenizer/clip-tokenizer.js';
+export { CLIP_MAX_LENGTH } from './tokenizer/read-tokenizer-folder.js';

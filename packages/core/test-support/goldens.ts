@@ -91,9 +91,9 @@ export async function compareFixtureGoldens(runtime: Runtime, fixture: string): 
 /**
  * The tolerance we hold each comparison to: |ours − PyTorch| ≤ atol + rtol · max|PyTorch|.
  * fp32 on the CPU: 1e-4 + 1e-4·scale (reordered float sums). fp32 on a GPU: 1e-3 + 1e-3·scale.
- * fp16 models against the fp32 PyTorch reference: 2e-2 + 2e-2·scale (half precision keeps ~3 digits).
+ * fp16 models against the fp32 PyTorch reference: 1e-2 + 1e-2·scale (half precision keeps ~3 digits).
  */
 export function tolerance(dtype: 'fp32' | 'fp16', device: string): { atol: number; rtol: number } {
-  if (dtype === 'fp16') return { atol: 2e-2, rtol: 2e-2 };
+  if (dtype === 'fp16') return { atol: 1e-2, rtol: 1e-2 };
   return device === 'cpu' ? { atol: 1e-4, rtol: 1e-4 } : { atol: 1e-3, rtol: 1e-3 };
 }

@@ -171,7 +171,9 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     for (const [name, tensor] of Object.entries(results)) {
       const type = tensor.type as TensorType;
       if (request.read.includes(name)) {
-        outputs[name] = { type, dims: [...tensor.dims], data: await dataOf(tensor, request.readAsFloat32) };
+        // Read as fp32, an fp16 output is an fp32 tensor from here on.
+        const readType = request.readAsFloat32 && type === 'float16' ? 'float32' : type;
+        outputs[name] = { type: readType, dims: [...tensor.dims], data: await dataOf(tensor, request.readAsFloat32) };
         if (tensor.location !== 'cpu') tensor.dispose();
       } else {
         const handle = nextHandle++;

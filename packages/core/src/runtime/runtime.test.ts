@@ -58,6 +58,13 @@ describe('runtime on the CPU', () => {
     expect(bits).toBeInstanceOf(Uint16Array);
     expect(Array.from(float16BitsToFloat32(bits))).toEqual([0.75, 1.375, -1.5, 1024]);
     expect(Array.from(await sum!.float32())).toEqual([0.75, 1.375, -1.5, 1024]);
+    // Read with the run, fp16 comes back as fp32 values (or as raw bits when asked).
+    const read = await set.run('add', { a, b }, { read: ['sum'] });
+    expect(read.sum?.type).toBe('float32');
+    expect(Array.from(await read.sum!.float32())).toEqual([0.75, 1.375, -1.5, 1024]);
+    const raw = await set.run('add', { a, b }, { read: ['sum'], readAsFloat32: false });
+    expect(raw.sum?.type).toBe('float16');
+    expect(Array.from(await raw.sum!.float32())).toEqual([0.75, 1.375, -1.5, 1024]);
     await set.dispose();
   });
 
