@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Regenerates every committed fixture under fixtures/ (tiny ONNX model folders, golden tensors,
+# tokenizer goldens) with tools/export, then checks that the full-size SD-Turbo export works.
+#
+#   bash tools/export/scripts/make-fixtures.sh        # from the repository root
+#
+# Needs python3 with torch, transformers, onnx, onnxruntime, numpy, safetensors, regex, and
+# diffusers installed or its source at .vendor/diffusers/src. Runs offline.
+# Environment:
+#   PYTHON          interpreter to use (default python3)
+#   OUT             when set, fixtures/ is also packed into "$OUT/fixtures.tar.xz"
+#   FIXTURE_DEVICE  device for the tiny exports (default cpu, so the traces match the CPU goldens)
+#   SKIP_FULL_SIZE  set to 1 to skip the full-size SD-Turbo check
+#   FULL_SIZE_DIR   where the full-size check writes (default /tmp/sdx-full-sd-turbo; never copied back)
+set -euo pipefail
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
+export HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+cd "$repo_root"
+PYTHON=${PYTHON:-python3}
+FIXTURE_DEVICE=${FIXTURE_DEVICE:-cpu}
+export PYTHONPATH="$repo_root/tools/export${PYTHONPATH:+:$PYTHONPATH}"
+tool() { "$PYTHON" -m streamdiffusion_export "$@"; }
+section() { printf '\n== %s\n' "$*"; }
+
+section "environment"
+if ! "$PYTHON" -c 'import diffusers' >/dev/null 2>&1 && [[ ! -f .vendor/diffusers/src/diffusers/__init__.py ]]; then
+  echo "error: diffusers is neither installed nor at .vendor/diffusers/src (see tools/export/README.md)" >&2
+  exit 1
+fi
+tool versions
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sdx-fixtures.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+section "tiny-sd-turbo (SD 2.1 architecture, TAESD, fp32, dynamic shapes)"
+rm -rf fixtures/models/tiny-sd-turbo fixtures/models/tiny-sd15-fp16 fixtures/goldens
+tool random-init --arch tiny-sd-turbo --vae taesd --dtype fp32 --seed 0 --device "$FIXTURE_DEVICE" \
+  --out fixtures/models/tiny-sd-turbo --save-checkpoint "$work/tiny-sd-turbo-checkpoint"
+tool goldens "$work/tiny-sd-turbo-checkpoint" fixtures/models/tiny-sd-turbo --out fixtures/goldens/tiny-sd-turbo.json
+
+section "tiny-sd15-fp16 (SD 1.5 architecture, KL VAE, fp16, dynamic shapes)"
+tool random-init --arch tiny-sd15 --vae kl --dtype fp16 --seed 0 --device "$FIXTURE_DEVICE" \
+  --out fixtures/models/tiny-sd15-fp16 --save-checkpoint "$work/tiny-sd15-checkpoint"
+tool goldens "$work/tiny-sd15-checkpoint" fixtures/models/tiny-sd15-fp16 --out fixtures/goldens/tiny-sd15-fp16.json
+
+section "tokenizer ids"
+tool tokenizer-ids tiny-sd-turbo=fixtures/models/tiny-sd-turbo/tokenizer \
+  tiny-sd15=fixtures/models/tiny-sd15-fp16/tokenizer fixtures/tokenizer/prompts.json \
+  --out fixtures/goldens/tokenizer-ids.json
+
+section "fixture sizes"
+find fixtures -type f | LC_ALL=C sort | while read -r file; do
+  printf '%10d  %s\n' "$(stat -c %s "$file")" "$file"
+done
+total=$(find fixtures -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+printf '%10d  total (%s)\n' "$total" "$(du -sh fixtures | cut -f1)"
+if ((total > 10 * 1024 * 1024)); then
+  echo "error: fixtures exceed 10 MiB" >&2
+  exit 1
+fi
+
+if [[ -n "${OUT:-}" ]]; then
+  section "packing fixtures into $OUT/fixtures.tar.xz"
+  mkdir -p "$OUT"
+  tar -cJf "$OUT/fixtures.tar.xz" fixtures
+  ls -l "$OUT/fixtures.tar.xz"
+fi
+
+full_size_check() {
+  local out=${FULL_SIZE_DIR:-/tmp/sdx-full-sd-turbo} started elapsed
+  rm -rf "$out"
+  started=$(date +%s)
+  tool random-init --arch sd-turbo --vae taesd --dtype fp16 --seed 0 --out "$out" || return 1
+  elapsed=$(($(date +%s) - started))
+  echo "full-size export took ${elapsed} s"
+  find "$out" -type f -printf '%12s  %p\n' | LC_ALL=C sort -k2
+  du -sh "$out"
+  # Load every model in onnxruntime (CPU) and run it once on small inputs.
+  "$PYTHON" - "$out" <<'PY' || return 1
+import sys, time
+import numpy as np
+import onnxruntime as ort
+
+folder = sys.argv[1]
+feeds = {
+    "text_encoder": {"input_ids": np.zeros((1, 77), dtype=np.int32)},
+    "unet": {
+        "sample": np.zeros((1, 4, 16, 16), dtype=np.float16),
+        "timestep": np.array([999], dtype=np.float16),
+        "encoder_hidden_states": np.zeros((1, 77, 1024), dtype=np.float16),
+    },
+    "vae_encoder": {"sample": np.zeros((1, 3, 128, 128), dtype=np.float16)},
+    "vae_decoder": {"latent_sample": np.zeros((1, 4, 16, 16), dtype=np.float16)},
+}
+for name, inputs in feeds.items():
+    started = time.perf_counter()
+    session = ort.InferenceSession(f"{folder}/{name}/model.onnx", providers=["CPUExecutionProvider"])
+    loaded = time.perf_counter()
+    outputs = session.run(None, inputs)
+    shapes = [tuple(output.shape) for output in outputs]
+    finite = all(bool(np.isfinite(output.astype(np.float32)).all()) for output in outputs)
+    print(f"  {name}: load {loaded - started:.1f} s, run {time.perf_counter() - loaded:.1f} s, outputs {shapes}, finite {finite}")
+PY
+}
+
+if [[ "${SKIP_FULL_SIZE:-0}" != 1 ]]; then
+  section "full-size check: random-init --arch sd-turbo --vae taesd --dtype fp16 (not copied back)"
+  if full_size_check; then
+    echo "full-size check: OK"
+  else
+    echo "full-size check: FAILED (the fixtures above are complete and unaffected)" >&2
+  fi
+fi
+
+section "done"

@@ -1,0 +1,230 @@
+"""Command line: ``python3 -m streamdiffusion_export <command> ...`` (see tools/export/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from . import TOOL_NAME, __version__
+from .configs import ARCH_NAMES, VAE_KINDS
+from .environment import describe_versions, prepare_diffusers_import, stubbed_modules
+
+
+def _quiet_libraries() -> None:
+    """Keeps the logs to what this tool says: no tracer warnings, progress bars or info chatter."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    prepare_diffusers_import()
+    import torch
+
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", message=".*aten::index operator of advanced indexing.*")
+    warnings.filterwarnings("ignore", message="Constant folding - Only steps=1 can be constant folded.*")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    import diffusers
+
+    diffusers.logging.set_verbosity_error()
+    diffusers.logging.disable_progress_bar()
+    if stubbed_modules():
+        print(f"note: {', '.join(stubbed_modules())} not installed; stand-ins registered for diffusers' imports")
+
+
+def _add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("shapes (dynamic unless --static)")
+    group.add_argument("--static", action="store_true", help="fix every shape instead of dynamic batch/height/width")
+    group.add_argument("--batch", type=int, default=2, help="UNet batch (static) or tracing batch (default 2)")
+    group.add_argument("--height", type=int, default=None, help="image height in pixels, a multiple of 64")
+    group.add_argument("--width", type=int, default=None, help="image width in pixels, a multiple of 64")
+    group.add_argument("--vae-batch", type=int, default=1, help="VAE encoder/decoder batch (default 1)")
+    group.add_argument("--text-batch", type=int, default=1, help="text encoder batch (default 1)")
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="weights and float I/O dtype")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--exporter",
+        choices=("auto", "torchscript", "dynamo"),
+        default="auto",
+        help="torch.onnx exporter; auto = TorchScript (dynamo=False), falling back to dynamo=True",
+    )
+    _add_shape_arguments(parser)
+
+
+def _shapes(args: argparse.Namespace):
+    from .export_onnx import ExportShapes
+
+    if args.static and (args.height is None or args.width is None):
+        raise SystemExit("--static needs --height and --width (pixels)")
+    return ExportShapes(
+        static=args.static,
+        batch=args.batch,
+        height=args.height or 128,
+        width=args.width or 128,
+        vae_batch=args.vae_batch,
+        text_batch=args.text_batch,
+    )
+
+
+def _print_results(results, started: float) -> None:
+    total = sum(result.bytes for result in results)
+    print(f"done in {time.perf_counter() - started:.1f} s, {total / 1e6:.2f} MB of ONNX")
+
+
+def _command_convert(args: argparse.Namespace) -> int:
+    from .convert import ConvertOptions, convert
+
+    started = time.perf_counter()
+    options = ConvertOptions(
+        checkpoint=Path(args.checkpoint),
+        out_dir=Path(args.out_dir),
+        dtype=args.dtype,
+        shapes=_shapes(args),
+        taesd=Path(args.taesd) if args.taesd else None,
+        arch=args.arch_name,
+        device=args.device,
+        exporter=args.exporter,
+    )
+    _print_results(convert(options), started)
+    return 0
+
+
+def _command_random_init(args: argparse.Namespace) -> int:
+    from .checkpoint import build_random_checkpoint
+    from .configs import get_arch
+    from .convert import ConvertOptions, convert
+
+    started = time.perf_counter()
+    arch = get_arch(args.arch)
+    keep = args.save_checkpoint is not None
+    checkpoint = Path(args.save_checkpoint) if keep else Path(tempfile.mkdtemp(prefix="sdx-checkpoint-"))
+    try:
+        print(f"building {arch.name} with the {args.vae} VAE, seed {args.seed} -> {checkpoint}")
+        build_random_checkpoint(
+            arch, args.vae, checkpoint, seed=args.seed, tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None
+        )
+        options = ConvertOptions(
+            checkpoint=checkpoint,
+            out_dir=Path(args.out),
+            dtype=args.dtype,
+            shapes=_shapes(args),
+            arch=arch.name,
+            device=args.device,
+            exporter=args.exporter,
+        )
+        _print_results(convert(options), started)
+    finally:
+        if not keep:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return 0
+
+
+def _command_goldens(args: argparse.Namespace) -> int:
+    from .goldens import make_goldens
+
+    report = make_goldens(
+        Path(args.checkpoint), Path(args.model_dir), Path(args.out), taesd=Path(args.taesd) if args.taesd else None
+    )
+    print(
+        "onnxruntime max abs diff per model: "
+        + json.dumps({name: float(f"{value:.3g}") for name, value in report.items()})
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _command_tokenizer_ids(args: argparse.Namespace) -> int:
+    from .tokenizer_ids import make_tokenizer_ids, parse_tokenizer_argument
+
+    tokenizers = [parse_tokenizer_argument(argument) for argument in args.tokenizer_dirs]
+    make_tokenizer_ids(tokenizers, Path(args.prompts), Path(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _command_versions(args: argparse.Namespace) -> int:
+    versions = describe_versions()
+    width = max(len(name) for name in versions)
+    for name, version in versions.items():
+        print(f"  {name:<{width}}  {version}")
+    missing = [
+        name
+        for name in ("torch", "transformers", "diffusers", "onnx", "onnxruntime")
+        if versions[name].startswith("unavailable")
+    ]
+    if missing:
+        print(f"missing required libraries: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="python3 -m streamdiffusion_export",
+        description="Export Stable Diffusion checkpoints to ONNX model folders for StreamDiffusion (Node.js).",
+    )
+    parser.add_argument("--version", action="version", version=f"{TOOL_NAME} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser("convert", help="diffusers checkpoint folder -> ONNX model folder")
+    convert.add_argument("checkpoint", help="diffusers Stable Diffusion folder (model_index.json, unet/, vae/, ...)")
+    convert.add_argument("out_dir", help="model folder to write")
+    convert.add_argument("--taesd", help="AutoencoderTiny folder to export instead of the checkpoint's VAE")
+    convert.add_argument(
+        "--arch", dest="arch_name", default=None, help="arch name for model_index.json (default: detected)"
+    )
+    _add_export_arguments(convert)
+    convert.set_defaults(run=_command_convert)
+
+    random_init = commands.add_parser("random-init", help="random-weight model of a known architecture")
+    random_init.add_argument("--arch", required=True, choices=ARCH_NAMES)
+    random_init.add_argument("--vae", required=True, choices=VAE_KINDS)
+    random_init.add_argument("--out", required=True, help="model folder to write")
+    random_init.add_argument("--seed", type=int, default=0)
+    random_init.add_argument("--save-checkpoint", help="keep the diffusers checkpoint here (else a temp dir)")
+    random_init.add_argument("--tokenizer", help="CLIP tokenizer folder to use instead of the tool-made one")
+    _add_export_arguments(random_init)
+    random_init.set_defaults(run=_command_random_init)
+
+    goldens = commands.add_parser("goldens", help="PyTorch reference inputs/outputs of every ONNX model")
+    goldens.add_argument("checkpoint", help="diffusers checkpoint the model folder was made from")
+    goldens.add_argument("model_dir", help="model folder written by convert / random-init")
+    goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    goldens.add_argument("--taesd", help="AutoencoderTiny folder, when the model folder was converted with --taesd")
+    goldens.set_defaults(run=_command_goldens)
+
+    tokenizer_ids = commands.add_parser(
+        "tokenizer-ids", help="token ids of prompts through transformers' CLIPTokenizer"
+    )
+    tokenizer_ids.add_argument(
+        "tokenizer_dirs", nargs="+", metavar="TOKENIZER_DIR", help="tokenizer folder(s), optionally NAME=DIR"
+    )
+    tokenizer_ids.add_argument("prompts", help="prompts.json: a list of strings")
+    tokenizer_ids.add_argument("--out", required=True, help="golden JSON file to write")
+    tokenizer_ids.set_defaults(run=_command_tokenizer_ids)
+
+    versions = commands.add_parser("versions", help="print the versions of the libraries in use")
+    versions.set_defaults(run=_command_versions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the arguments and runs the command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.command != "versions":
+        _quiet_libraries()
+    return int(args.run(args))

@@ -1,0 +1,197 @@
+"""``convert``: a diffusers Stable Diffusion checkpoint folder to our ONNX model folder.
+
+Output layout (Optimum / diffusers ONNX style)::
+
+    model_index.json               diffusers-style index + our "streamdiffusion_export" key
+    unet/model.onnx, config.json
+    vae_encoder/model.onnx, config.json   (the VAE's diffusers config: scaling_factor etc.)
+    vae_decoder/model.onnx, config.json
+    text_encoder/model.onnx, config.json
+    tokenizer/                     vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json
+    scheduler/scheduler_config.json   LCMScheduler config
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import TOOL_NAME, __version__
+from .checkpoint import PipelineModules, copy_tokenizer, load_pipeline_modules, read_json, write_json
+from .configs import LCM_SCHEDULER_SETTINGS, NOISE_SCHEDULE_KEYS, detect_arch
+from .environment import prepare_diffusers_import
+from .export_onnx import (
+    DTYPES,
+    OPSET,
+    ExportResult,
+    ExportShapes,
+    export_submodel,
+    text_encoder_spec,
+    unet_spec,
+    vae_decoder_spec,
+    vae_encoder_spec,
+)
+
+SUBMODELS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
+
+
+@dataclass
+class ConvertOptions:
+    """Options of one conversion."""
+
+    checkpoint: Path
+    out_dir: Path
+    dtype: str = "fp32"
+    shapes: ExportShapes = field(default_factory=ExportShapes)
+    taesd: Path | None = None
+    arch: str | None = None
+    device: str = "auto"
+    exporter: str = "auto"
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks CUDA when available; anything else is passed to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def lcm_scheduler_config(source: dict[str, Any]) -> dict[str, Any]:
+    """LCMScheduler config for the runtime: the source's noise schedule, LCM's step settings.
+
+    A source that already is an LCMScheduler config is kept as it is.
+    """
+    prepare_diffusers_import()
+    from diffusers import LCMScheduler
+
+    if source.get("_class_name") == "LCMScheduler":
+        return dict(source)
+    kept = {key: source[key] for key in NOISE_SCHEDULE_KEYS if key in source}
+    scheduler = LCMScheduler.from_config({**kept, **LCM_SCHEDULER_SETTINGS})
+    config = dict(scheduler.config)
+    config["_class_name"] = "LCMScheduler"
+    config["_diffusers_version"] = _diffusers_version()
+    return {key: value for key, value in config.items() if not key.startswith("_use_default_values")}
+
+
+def _diffusers_version() -> str:
+    prepare_diffusers_import()
+    import diffusers
+
+    return diffusers.__version__
+
+
+def _save_module_config(module: torch.nn.Module, folder: Path) -> None:
+    """Writes the module's own config.json (diffusers save_config / transformers save_pretrained)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(module, "save_config"):
+        module.save_config(str(folder))
+    else:
+        module.config.save_pretrained(str(folder))
+    # Loading from a local folder records its path; keep machine paths out of model folders.
+    path = folder / "config.json"
+    config = read_json(path)
+    if config.pop("_name_or_path", None) is not None:
+        write_json(path, config)
+
+
+def _model_index(
+    modules: PipelineModules, arch: str, dtype: str, shapes: ExportShapes, results: list[ExportResult]
+) -> dict[str, Any]:
+    vae_class = "AutoencoderTiny" if modules.vae_kind == "taesd" else "AutoencoderKL"
+    exporters = sorted({result.exporter for result in results})
+    return {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": _diffusers_version(),
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "LCMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae_decoder": ["diffusers", vae_class],
+        "vae_encoder": ["diffusers", vae_class],
+        "streamdiffusion_export": {
+            "arch": arch,
+            "dtype": dtype,
+            "vae": modules.vae_kind,
+            "tool": TOOL_NAME,
+            "tool_version": __version__,
+            "opset": max((result.opset for result in results), default=OPSET),
+            "exporter": exporters[0] if len(exporters) == 1 else exporters,
+            "torch": torch.__version__.split("+")[0],
+            "static": (
+                {
+                    "batch": shapes.batch,
+                    "height": shapes.height,
+                    "width": shapes.width,
+                    "vae_batch": shapes.vae_batch,
+                    "text_batch": shapes.text_batch,
+                }
+                if shapes.static
+                else None
+            ),
+        },
+    }
+
+
+def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> list[ExportResult]:
+    """Exports every sub-model and writes the model folder; returns one result per ONNX file."""
+    if options.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+    options.shapes.validate()
+    dtype = DTYPES[options.dtype]
+    device = resolve_device(options.device)
+    if modules is None:
+        modules = load_pipeline_modules(options.checkpoint, taesd=options.taesd)
+    arch = options.arch or detect_arch(dict(modules.unet.config))
+    out = options.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"converting {options.checkpoint} -> {out} (arch {arch}, {options.dtype}, vae {modules.vae_kind}, {device})")
+
+    results: list[ExportResult] = []
+    shapes = options.shapes
+    for module in (modules.unet, modules.vae, modules.text_encoder):
+        module.to(device=device, dtype=dtype)
+    try:
+        specs = [
+            text_encoder_spec(modules.text_encoder, shapes, device),
+            unet_spec(modules.unet, shapes, dtype, device),
+            vae_encoder_spec(modules.vae, shapes, dtype, device),
+            vae_decoder_spec(modules.vae, shapes, dtype, device),
+        ]
+        for spec in specs:
+            started = time.perf_counter()
+            try:
+                result = export_submodel(spec, out / spec.name, static=shapes.static, exporter=options.exporter)
+            except Exception as error:
+                if dtype == torch.float16 and device.type == "cpu" and "Half" in str(error):
+                    raise RuntimeError(
+                        f"{spec.name}: this torch build cannot run fp16 on the CPU ({error}); "
+                        "export fp16 on a CUDA device (--device cuda)"
+                    ) from error
+                raise
+            results.append(result)
+            print(
+                f"  {spec.name}: {result.bytes / 1e6:.2f} MB, {result.exporter} exporter, opset {result.opset}, "
+                f"{'external data, ' if result.external_data else ''}{time.perf_counter() - started:.1f} s"
+            )
+    finally:
+        for module in (modules.unet, modules.vae, modules.text_encoder):
+            module.to(device="cpu", dtype=torch.float32)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    _save_module_config(modules.unet, out / "unet")
+    _save_module_config(modules.vae, out / "vae_encoder")
+    _save_module_config(modules.vae, out / "vae_decoder")
+    _save_module_config(modules.text_encoder, out / "text_encoder")
+    copy_tokenizer(modules.tokenizer_dir, out / "tokenizer")
+    write_json(out / "scheduler" / "scheduler_config.json", lcm_scheduler_config(modules.scheduler_config))
+    write_json(out / "model_index.json", _model_index(modules, arch, options.dtype, shapes, results))
+    return results
