@@ -62,11 +62,11 @@ def load_pipeline_modules(checkpoint: Path, taesd: Path | None = None) -> Pipeli
 
     if not (checkpoint / "unet").is_dir():
         raise FileNotFoundError(f"{checkpoint} is not a diffusers Stable Diffusion folder (no unet/)")
-    unet = UNet2DConditionModel.from_pretrained(str(checkpoint), subfolder="unet", torch_dtype=torch.float32)
+    unet = _from_pretrained(UNet2DConditionModel, checkpoint / "unet", torch_dtype=torch.float32)
     vae_dir = taesd if taesd is not None else checkpoint / "vae"
     vae_kind = vae_kind_of(vae_dir)
     vae_class = AutoencoderTiny if vae_kind == "taesd" else AutoencoderKL
-    vae = vae_class.from_pretrained(str(vae_dir), torch_dtype=torch.float32)
+    vae = _from_pretrained(vae_class, vae_dir, torch_dtype=torch.float32)
     text_encoder = _load_text_encoder(CLIPTextModel, checkpoint / "text_encoder")
     scheduler_path = checkpoint / "scheduler" / "scheduler_config.json"
     scheduler_config = read_json(scheduler_path) if scheduler_path.exists() else {}
@@ -83,13 +83,23 @@ def load_pipeline_modules(checkpoint: Path, taesd: Path | None = None) -> Pipeli
     )
 
 
+def _from_pretrained(model_class: Any, folder: Path, **kwargs: Any) -> torch.nn.Module:
+    """``from_pretrained`` that also accepts folders holding only ``*.fp16.*`` weight files."""
+    try:
+        return model_class.from_pretrained(str(folder), **kwargs)
+    except OSError:
+        if not any(".fp16." in path.name for path in folder.glob("*")):
+            raise
+        return model_class.from_pretrained(str(folder), variant="fp16", **kwargs)
+
+
 def _load_text_encoder(model_class: Any, folder: Path) -> torch.nn.Module:
     """Loads CLIPTextModel in float32 with eager attention (plain MatMul/Softmax in ONNX)."""
     try:
-        return model_class.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager")
+        return _from_pretrained(model_class, folder, dtype=torch.float32, attn_implementation="eager")
     except TypeError:
-        # transformers 4.x spells the dtype argument torch_dtype.
-        return model_class.from_pretrained(str(folder), torch_dtype=torch.float32, attn_implementation="eager")
+        # transformers 4.x before 4.56 spells the dtype argument torch_dtype.
+        return _from_pretrained(model_class, folder, torch_dtype=torch.float32, attn_implementation="eager")
 
 
 def copy_tokenizer(source: Path, target: Path) -> None:

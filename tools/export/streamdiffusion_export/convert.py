@@ -182,8 +182,6 @@ def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> 
                 f"{'external data, ' if result.external_data else ''}{time.perf_counter() - started:.1f} s"
             )
     finally:
-        for module in (modules.unet, modules.vae, modules.text_encoder):
-            module.to(device="cpu", dtype=torch.float32)
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -360,7 +360,7 @@ def export_submodel(spec: ExportSpec, out_dir: Path, static: bool, exporter: str
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
     spec.module.eval()
-    with tempfile.TemporaryDirectory(prefix=f"sdx-{spec.name}-", dir=out_dir.parent) as scratch:
+    with tempfile.TemporaryDirectory(prefix=f".export-{spec.name}-", dir=out_dir.parent) as scratch:
         scratch_path = Path(scratch) / "model.onnx"
         with torch.no_grad():
             outputs = spec.module(*spec.inputs.values())
