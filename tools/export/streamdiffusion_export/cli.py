@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -18,8 +19,6 @@ from .environment import describe_versions, prepare_diffusers_import, stubbed_mo
 
 def _quiet_libraries() -> None:
     """Keeps the logs to what this tool says: no tracer warnings, progress bars or info chatter."""
-    import os
-
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     prepare_diffusers_import()
     import torch
@@ -227,4 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command != "versions":
         _quiet_libraries()
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (ValueError, FileNotFoundError) as error:
+        # Bad arguments or folders: say what is wrong without a traceback (unless asked for one).
+        if os.environ.get("STREAMDIFFUSION_TRACEBACK"):
+            raise
+        print(f"error: {error} (STREAMDIFFUSION_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return 2
