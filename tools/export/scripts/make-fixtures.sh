@@ -70,7 +70,10 @@ fi
 if [[ -n "${OUT:-}" ]]; then
   section "packing fixtures into $OUT/fixtures.tar.xz"
   mkdir -p "$OUT"
-  tar -cJf "$OUT/fixtures.tar.xz" fixtures
+  if ! tar -cJf "$OUT/fixtures.tar.xz" fixtures 2>/dev/null; then
+    # No xz binary: Python's lzma writes the same format.
+    "$PYTHON" -c 'import sys, tarfile; tarfile.open(sys.argv[1], "w:xz").add("fixtures")' "$OUT/fixtures.tar.xz"
+  fi
   ls -l "$OUT/fixtures.tar.xz"
 fi
 
