@@ -9,6 +9,7 @@ import { errorToWire } from '../errors/error-wire.js';
 import { DisposedError, InferenceError, InvalidArgumentError, ModelFolderError } from '../errors/errors.js';
 import { machineEnvironment, resolveDevice, type Device } from './devices.js';
 import { convertTensorData, float16BitsToFloat32, type TensorData, type TensorType } from './dtypes.js';
+import { identityModel } from './identity-model.js';
 import type { ModelSignature, ValueSignature } from './model-signature.js';
 import type { SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
 
@@ -104,11 +105,35 @@ function feed(input: WireInput): ort.Tensor {
   return new ort.Tensor(input.feedType, data, input.dims);
 }
 
+/** Identity sessions (one per element type and rank) that copy GPU tensors to the CPU. */
+const readers = new Map<string, Promise<ort.InferenceSession>>();
+
+function readerFor(type: TensorType, rank: number): Promise<ort.InferenceSession> {
+  const key = `${type}/${rank}`;
+  let reader = readers.get(key);
+  if (reader === undefined) {
+    // Default output location (CPU): running it is the GPU → CPU copy.
+    const options = { ...sessionOptions(requireDevice()), preferredOutputLocation: 'cpu' as const };
+    reader = ort.InferenceSession.create(identityModel(type, rank), options);
+    readers.set(key, reader);
+  }
+  return reader;
+}
+
 async function dataOf(tensor: ort.Tensor, asFloat32: boolean): Promise<TensorData> {
-  const data = (tensor.location === 'cpu' ? tensor.data : await tensor.getData()) as TensorData;
+  let data: TensorData;
+  if (tensor.location === 'cpu') {
+    // The data may share its buffer with onnxruntime's output arena: copy before transfer.
+    data = (tensor.data as TensorData).slice();
+  } else {
+    // Never tensor.getData() here: for a WebGPU buffer it aborts the process in onnxruntime-node.
+    const reader = await readerFor(tensor.type as TensorType, tensor.dims.length);
+    const { y } = await reader.run({ x: tensor });
+    if (y === undefined) throw new InferenceError({ model: 'identity reader', message: 'no output' });
+    data = y.data as TensorData;
+  }
   if (asFloat32 && tensor.type === 'float16') return float16BitsToFloat32(data as Uint16Array);
-  // A CPU tensor's data may share its buffer with onnxruntime's output arena: copy before transfer.
-  return tensor.location === 'cpu' ? data.slice() : data;
+  return data;
 }
 
 function releaseTensor(handle: number): void {
