@@ -15,7 +15,7 @@ const onnxruntime = {
 };
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/.turbo/**', '.vendor/**', '.gpuhost/**', 'coverage/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', '**/.turbo/**', '.vendor/**', '.gpuhost/**', '.gpuhost-app/**', '.gl/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
