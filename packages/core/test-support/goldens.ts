@@ -26,11 +26,13 @@ interface GoldenTensor {
   readonly data: string;
 }
 
-interface GoldenFile {
+/** A goldens file as `tools/export goldens` writes it. */
+export interface GoldenFile {
   readonly models: Record<string, { inputs: Record<string, GoldenTensor>; outputs: Record<string, GoldenTensor> }>;
 }
 
-function decode(tensor: GoldenTensor): HostTensor {
+/** A golden tensor as a host tensor. */
+export function decodeGolden(tensor: GoldenTensor): HostTensor {
   const bytes = Buffer.from(tensor.data, 'base64');
   const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   switch (tensor.dtype) {
@@ -47,6 +49,11 @@ function decode(tensor: GoldenTensor): HostTensor {
   }
 }
 
+/** Reads the goldens file of a fixture. */
+export async function readGoldens(fixture: string): Promise<GoldenFile & { prompts?: string[] }> {
+  return JSON.parse(await readFile(join(FIXTURES, 'goldens', `${fixture}.json`), 'utf8')) as GoldenFile & { prompts?: string[] };
+}
+
 /** One output compared: the largest absolute difference and the largest reference magnitude. */
 export interface GoldenComparison {
   readonly fixture: string;
@@ -59,16 +66,16 @@ export interface GoldenComparison {
 
 /** Runs every model of a fixture folder on the golden inputs and compares with PyTorch's outputs. */
 export async function compareFixtureGoldens(runtime: Runtime, fixture: string): Promise<GoldenComparison[]> {
-  const goldens = JSON.parse(await readFile(join(FIXTURES, 'goldens', `${fixture}.json`), 'utf8')) as GoldenFile;
+  const goldens = await readGoldens(fixture);
   const model = await loadModel({ runtime, folder: join(FIXTURES, 'models', fixture) });
   const comparisons: GoldenComparison[] = [];
   try {
     for (const [component, golden] of Object.entries(goldens.models)) {
-      const inputs = Object.fromEntries(Object.entries(golden.inputs).map(([name, tensor]) => [name, decode(tensor)]));
+      const inputs = Object.fromEntries(Object.entries(golden.inputs).map(([name, tensor]) => [name, decodeGolden(tensor)]));
       const outputNames = Object.keys(golden.outputs);
       const outputs = await model.sessions.run(component as 'unet', inputs, { read: outputNames });
       for (const name of outputNames) {
-        const reference = decode(golden.outputs[name]!);
+        const reference = decodeGolden(golden.outputs[name]!);
         const expected = reference.type === 'float16' ? float16BitsToFloat32(reference.data as Uint16Array) : (reference.data as Float32Array);
         const actual = await outputs[name]!.float32();
         if (actual.length !== expected.length) throw new Error(`${fixture}/${component}/${name}: ${actual.length} elements, golden has ${expected.length}`);

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRuntime, type Runtime } from '../runtime/runtime.js';
-import { compareFixtureGoldens, GOLDEN_FIXTURES, tolerance } from '../../test-support/goldens.js';
+import { join } from 'node:path';
+import { compareFixtureGoldens, decodeGolden, FIXTURES, GOLDEN_FIXTURES, readGoldens, tolerance } from '../../test-support/goldens.js';
+import { loadModel } from './load-model.js';
 
 // The fixture models reproduce the outputs PyTorch gave for the same weights and inputs
 // (goldens recorded by tools/export; see fixtures/README.md).
@@ -24,4 +26,26 @@ describe('fixture models match their PyTorch goldens on the CPU', () => {
       }
     });
   }
+
+  it('turns a prompt into the [1, 77, D] embeddings PyTorch gave for it (tokenizer + text encoder)', async () => {
+    const goldens = await readGoldens('tiny-sd-turbo');
+    const prompt = goldens.prompts?.[0];
+    expect(prompt).toBeTypeOf('string');
+    const golden = goldens.models.text_encoder!;
+    const ids = decodeGolden(golden.inputs.input_ids!).data as Int32Array;
+    const hidden = decodeGolden(golden.outputs.last_hidden_state!).data as Float32Array;
+    const model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
+    try {
+      expect(Array.from(model.prompts.tokenize(prompt!))).toEqual(Array.from(ids.subarray(0, 77)));
+      const embeddings = await model.prompts.encode(prompt!);
+      expect(embeddings.dims).toEqual([1, 77, model.capabilities.textEmbeddingWidth]);
+      const values = await embeddings.float32();
+      let maxAbsDiff = 0;
+      for (const [index, value] of values.entries()) maxAbsDiff = Math.max(maxAbsDiff, Math.abs(value - hidden[index]!));
+      expect(maxAbsDiff).toBeLessThan(1e-4);
+      await embeddings.dispose();
+    } finally {
+      await model.dispose();
+    }
+  });
 });

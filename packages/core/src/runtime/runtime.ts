@@ -210,8 +210,8 @@ export class Runtime {
   /** The device models run on, and why it was picked. */
   readonly device: DeviceChoice;
   readonly #worker: Worker;
-  readonly #pending = new Map<number, Pending>();
-  #nextId = 1;
+  readonly #pending: Map<number, Pending>;
+  #nextId: number;
   #nextSetId = 1;
   #disposed = false;
   #failure: Error | undefined;
