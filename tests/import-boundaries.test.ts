@@ -1,0 +1,38 @@
+import { fileURLToPath } from 'node:url';
+import { ESLint } from 'eslint';
+import { describe, expect, it } from 'vitest';
+
+// The repository's real eslint config keeps feature packages on core's public API and keeps
+// onnxruntime inside core's runtime layer. Lint small probes placed at different paths.
+const root = fileURLToPath(new URL('..', import.meta.url));
+const eslint = new ESLint({ cwd: root });
+
+async function restrictedImports(code: string, path: string): Promise<string[]> {
+  const [result] = await eslint.lintText(code, { filePath: `${root}${path}` });
+  return (result?.messages ?? []).filter((message) => message.ruleId === 'no-restricted-imports').map((message) => message.message);
+}
+
+describe('import boundaries', () => {
+  it("keeps feature packages off core's internals", async () => {
+    const messages = await restrictedImports(
+      "import { createRuntime } from '@streamdiffusion/core/src/runtime/runtime.js';\nimport { x } from '../../core/src/index.js';\n",
+      'packages/controlnet/src/probe.mjs',
+    );
+    expect(messages).toHaveLength(2);
+    expect(messages[0]).toMatch(/Import @streamdiffusion\/core \(or @streamdiffusion\/core\/test\) only/);
+  });
+
+  it('lets feature packages use the public entry points', async () => {
+    const code = "import { createRuntime } from '@streamdiffusion/core';\nimport { mock } from '@streamdiffusion/core/test';\n";
+    expect(await restrictedImports(code, 'packages/ip-adapter/src/probe.mjs')).toEqual([]);
+  });
+
+  it('allows onnxruntime-node only in core/src/runtime', async () => {
+    const code = "import ort from 'onnxruntime-node';\n";
+    expect(await restrictedImports(code, 'packages/core/src/runtime/probe.mjs')).toEqual([]);
+    expect(await restrictedImports(code, 'packages/core/src/model-folder/probe.mjs')).toEqual([
+      expect.stringMatching(/Only packages\/core\/src\/runtime\/ imports onnxruntime-node/),
+    ]);
+    expect(await restrictedImports(code, 'packages/tensorrt/src/probe.mjs')).toHaveLength(1);
+  });
+});
