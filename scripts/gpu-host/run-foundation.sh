@@ -27,5 +27,5 @@ echo "::: main job on webgpu, tiny model"
 timeout 60 node .gpuhost-app/inspect-model.mjs --device webgpu --model fixtures/models/tiny-sd-turbo 2>&1 | tee "$OUT/inspect-webgpu.txt"
 if [[ -d $FULL_SIZE_DIR/unet ]]; then
   echo "::: main job on webgpu, full-size SD-Turbo (random weights, fp16), 512x512"
-  timeout 120 node .gpuhost-app/inspect-model.mjs --device webgpu --model "$FULL_SIZE_DIR" --size 512 2>&1 | tee -a "$OUT/inspect-webgpu.txt"
+  timeout 180 node .gpuhost-app/inspect-model.mjs --device webgpu --model "$FULL_SIZE_DIR" --size 512 --repeat 20 2>&1 | tee -a "$OUT/inspect-webgpu.txt"
 fi

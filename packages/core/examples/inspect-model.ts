@@ -4,18 +4,24 @@
  * one UNet step on a noisy latent → VAE decode) and print timings and value ranges.
  *
  *   pnpm start                                  # the tiny bundled model
- *   pnpm start -- --model <folder> --device webgpu --prompt "a cat"
+ *   pnpm start -- --model <folder> --device webgpu --prompt "a cat" [--size 512] [--repeat 20]
+ *
+ * First calls include graph preparation (and shader compilation on a GPU); `--repeat N` runs the UNet
+ * and the decoder N more times and prints their median, the warm time.
  */
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createRuntime, hostTensor, loadModel, type DeviceRequest } from '../src/index.js';
 
 const { values } = parseArgs({
+  // `pnpm start -- --flag` passes the `--` through.
+  args: process.argv.slice(2).filter((argument) => argument !== '--'),
   options: {
     model: { type: 'string', default: fileURLToPath(new URL('../../../fixtures/models/tiny-sd-turbo', import.meta.url)) },
     device: { type: 'string', default: 'auto' },
     prompt: { type: 'string', default: 'a watercolor painting of a lighthouse at dawn' },
     size: { type: 'string', default: '64' },
+    repeat: { type: 'string', default: '0' },
   },
 });
 
@@ -60,6 +66,26 @@ try {
   // The decoder takes unscaled latents; the noise prediction stands in for one here, kept on the device.
   const { sample: image } = await timed('vae decoder', () => model.sessions.run('vae_decoder', { latent_sample: noise! }, { read: ['sample'] }));
   console.log(`  image [${image!.dims.join(', ')}]`, summary(await image!.float32()));
+  const kept = await runtime.stats();
+  console.log(`kept on the device for later runs: ${kept.tensors} tensors, ${kept.gpuTensors} of them in GPU memory`);
+
+  const repeat = Number(values.repeat);
+  if (repeat > 0) {
+    const median = (times: number[]): string => times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!.toFixed(1);
+    const unetTimes: number[] = [];
+    const decoderTimes: number[] = [];
+    for (let round = 0; round < repeat; round += 1) {
+      let started = performance.now();
+      const { out_sample: next } = await model.sessions.run('unet', { sample, timestep: hostTensor(new Float32Array([999]), [1]), encoder_hidden_states: embeddings });
+      unetTimes.push(performance.now() - started);
+      started = performance.now();
+      const { sample: decoded } = await model.sessions.run('vae_decoder', { latent_sample: next! }, { read: ['sample'] });
+      decoderTimes.push(performance.now() - started);
+      await next!.dispose();
+      await decoded!.dispose();
+    }
+    console.log(`warm, median of ${repeat}: unet ${median(unetTimes)} ms (call returns; GPU work may still be queued), unet + decoder + image read ${median(unetTimes.map((time, index) => time + decoderTimes[index]!))} ms`);
+  }
   await model.dispose();
 } finally {
   await runtime.dispose();

@@ -1,4 +1,4 @@
-import { Float16Array } from '@petamoriken/float16';
+import { Float16Array, getFloat16 } from '@petamoriken/float16';
 
 /** Precisions a pipeline's float models can be exported and run in. */
 export const DTYPES = Object.freeze(['fp32', 'fp16'] as const);
@@ -34,9 +34,31 @@ export function float32ToFloat16Bits(values: Float32Array): Uint16Array {
   return new Uint16Array(half.buffer, half.byteOffset, half.length);
 }
 
+let halfToFloat: Float32Array | undefined;
+
+/**
+ * Every one of the 65536 half-precision values as fp32, decoded once by @petamoriken/float16.
+ * Looking values up is ~50x faster than iterating its `Float16Array` (a Proxy): 786k values
+ * (one 512x512 RGB image) take ~3 ms instead of ~140 ms.
+ */
+function halfToFloatTable(): Float32Array {
+  if (halfToFloat === undefined) {
+    const view = new DataView(new ArrayBuffer(2));
+    halfToFloat = new Float32Array(65536);
+    for (let bits = 0; bits < 65536; bits += 1) {
+      view.setUint16(0, bits, true);
+      halfToFloat[bits] = getFloat16(view, 0, true);
+    }
+  }
+  return halfToFloat;
+}
+
 /** IEEE half-precision bits → fp32 values. */
 export function float16BitsToFloat32(bits: Uint16Array): Float32Array {
-  return Float32Array.from(new Float16Array(bits.buffer, bits.byteOffset, bits.length));
+  const table = halfToFloatTable();
+  const values = new Float32Array(bits.length);
+  for (let index = 0; index < bits.length; index += 1) values[index] = table[bits[index]!]!;
+  return values;
 }
 
 /** Number of elements a shape holds. */

@@ -228,7 +228,9 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
   async stats() {
     let sessions = 0;
     for (const set of sets.values()) sessions += set.size;
-    return { sessions, tensors: tensors.size };
+    let gpuTensors = 0;
+    for (const { tensor } of tensors.values()) if (tensor.location !== 'cpu') gpuTensors += 1;
+    return { sessions, tensors: tensors.size, gpuTensors };
   },
 };
 

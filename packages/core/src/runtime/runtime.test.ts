@@ -37,7 +37,7 @@ describe('runtime on the CPU', () => {
     const x = hostTensor(new Float32Array([-1, 2, -3, 4]), [1, 4]);
     const first = await set.run('relu', { x });
     expect(first.y?.handle).toBeTypeOf('number');
-    expect((await runtime.stats()).tensors).toBe(1);
+    expect(await runtime.stats()).toMatchObject({ tensors: 1, gpuTensors: 0 });
     const second = await set.run('relu', { x: first.y! }, { read: ['y'] });
     expect(Array.from(await second.y!.float32())).toEqual([0, 2, 0, 4]);
     expect(Array.from(await first.y!.float32())).toEqual([0, 2, 0, 4]);
@@ -107,7 +107,7 @@ describe('runtime on the CPU', () => {
     const set = await runtime.loadSessions({ relu: fixture('relu'), add: fixture('add-fp16') });
     await set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) });
     await set.run('relu', { x: hostTensor(new Float32Array(8), [2, 4]) });
-    expect(await runtime.stats()).toEqual({ sessions: before.sessions + 2, tensors: before.tensors + 2 });
+    expect(await runtime.stats()).toEqual({ sessions: before.sessions + 2, tensors: before.tensors + 2, gpuTensors: 0 });
     await set.dispose();
     expect(await runtime.stats()).toEqual(before);
     await expect(set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) })).rejects.toBeInstanceOf(DisposedError);

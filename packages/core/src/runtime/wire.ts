@@ -60,7 +60,10 @@ export interface WorkerResults {
 /** What a runtime's worker holds right now. */
 export interface RuntimeStats {
   readonly sessions: number;
+  /** Model outputs held for later runs or reads. */
   readonly tensors: number;
+  /** Of those, how many live in GPU memory (WebGPU `gpu-buffer`); 0 on the CPU. */
+  readonly gpuTensors: number;
 }
 
 /** A request with the id its answer carries back. */
