@@ -58,24 +58,22 @@ export function errorFromWire(wire: WireError): Error {
         path: text(fields, 'path'),
         message: wire.message,
       });
-      error.message = wire.message;
       break;
     case 'InferenceError':
       error = new InferenceError({ model: text(fields, 'model'), message: '' });
-      error.message = wire.message;
       break;
     case 'DisposedError':
       error = new DisposedError('');
-      error.message = wire.message;
       break;
     case 'InvalidArgumentError':
       error = new InvalidArgumentError({ field: text(fields, 'field'), value: undefined, expected: '' });
-      error.message = wire.message;
       break;
     default:
       error = new StreamDiffusionError({ code: text(fields, 'code') || 'worker', message: wire.message });
       error.name = wire.name;
   }
+  // Constructors may decorate their message; the worker's text is the one to keep.
+  error.message = wire.message;
   if (wire.stack !== undefined) error.stack = `${error.name}: ${error.message}\n    (in the inference worker)\n${wire.stack.split('\n').slice(1).join('\n')}`;
   return error;
 }

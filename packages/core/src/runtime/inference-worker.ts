@@ -184,13 +184,6 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
       results = await loaded.session.run(feeds);
     } catch (error) {
       throw new InferenceError({ model: request.model, message: error instanceof Error ? error.message : String(error), cause: error });
-    } finally {
-      for (const [name, input] of Object.entries(request.inputs)) {
-        if (input.kind === 'host') {
-          const tensor = feeds[name];
-          if (tensor !== undefined && tensor.location !== 'cpu') tensor.dispose();
-        }
-      }
     }
     const outputs: Record<string, WireOutput> = {};
     for (const [name, tensor] of Object.entries(results)) {
