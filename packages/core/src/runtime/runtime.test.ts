@@ -1,3 +1,6 @@
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceUnavailableError, DisposedError, TensorInputError } from '../errors/errors.js';
@@ -94,6 +97,23 @@ describe('runtime on the CPU', () => {
     // A device-resident float tensor is never silently converted.
     await expect(set.run('ids', { ids: ids.doubled! })).rejects.toThrow(/expected int64 \[1, 3\], got float32 \[1, 3\] \(a model output kept on the device\)/);
     await set.dispose();
+  });
+
+  it('finds external weights (.onnx_data) beside the model, and names them when they are missing', async () => {
+    const set = await runtime.loadSessions({ scaled: fixture('external-weights') });
+    const { y } = await set.run('scaled', { x: hostTensor(new Float32Array([1, 1, 1, 1]), [1, 4]) }, { read: ['y'] });
+    expect(Array.from(await y!.float32())).toEqual([1, 2, 3, 4]);
+    await set.dispose();
+
+    const folder = await mkdtemp(join(tmpdir(), 'external-weights-'));
+    try {
+      await copyFile(fixture('external-weights'), join(folder, 'model.onnx'));
+      const error = await runtime.loadSessions({ scaled: join(folder, 'model.onnx') }).catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ name: 'ModelFolderError', problem: 'missing-file', path: join(folder, 'model.onnx') });
+      expect((error as Error).message).toMatch(/external weights could not be read.*external-weights\.onnx_data/);
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
   });
 
   it('raises typed errors that cross the worker boundary', async () => {

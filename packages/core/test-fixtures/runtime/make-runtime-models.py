@@ -52,3 +52,22 @@ model(
     [value("sample", F32, ["batch", 4, "height"]), value("timestep", F32, ["batch"]), value("encoder_hidden_states", F32, ["batch", 77, 32])],
     [value("out_sample", F32, ["batch", 4, "height"])],
 )
+
+# Weights in an external file, as large exports have them: y = x * w, w = [1, 2, 3, 4] in
+# external-weights.onnx_data (onnxruntime finds it beside the model when loading by path).
+import numpy as np  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+weights = numpy_helper.from_array(np.array([1, 2, 3, 4], dtype=np.float32), name="w")
+graph = helper.make_graph(
+    [helper.make_node("Mul", ["x", "w"], ["y"])],
+    "external-weights",
+    [value("x", F32, ["batch", 4])],
+    [value("y", F32, ["batch", 4])],
+    initializer=[weights],
+)
+proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="streamdiffusion-ts tests")
+proto.ir_version = 8
+checker.check_model(proto)
+save(proto, "external-weights.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+     location="external-weights.onnx_data", size_threshold=0)
