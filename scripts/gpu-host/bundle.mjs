@@ -24,7 +24,8 @@ await build({
   outdir: out,
   outExtension: { '.js': '.mjs' },
   conditions: ['@streamdiffusion/source'],
-  external: ['onnxruntime-node'],
+  // sharp is native; no GPU-host script uses images yet, and core is side-effect free, so it drops out.
+  external: ['onnxruntime-node', 'sharp'],
   // Bundled CommonJS dependencies call require(); give ESM output one.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',
