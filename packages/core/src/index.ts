@@ -58,3 +58,9 @@ export { createPromptEncoder, type PromptEncoder } from './prompt-encoder/prompt
 export { createClipTokenizer, type ClipTokenizer } from './tokenizer/clip-tokenizer.js';
 export { CLIP_MAX_LENGTH } from './tokenizer/read-tokenizer-folder.js';
 export { imageToTensor, readImage, tensorToImage, writeImage, type ImageSource, type RgbImage } from './image/image.js';
+export {
+  createSimilarityFilter,
+  type SimilarityDecision,
+  type SimilarityFilter,
+  type SimilarityFilterOptions,
+} from './stream/similarity-filter.js';
