@@ -64,3 +64,10 @@ export {
   type SimilarityFilter,
   type SimilarityFilterOptions,
 } from './stream/similarity-filter.js';
+export {
+  createFrameStream,
+  type FrameResult,
+  type FrameStream,
+  type FrameStreamStats,
+  type FrameTiming,
+} from './stream/frame-stream.js';

@@ -1,0 +1,142 @@
+import { DisposedError } from '../errors/errors.js';
+
+/** Timing of one frame through a {@link FrameStream}, in milliseconds. */
+export interface FrameTiming {
+  /** Sequence number of the input frame (counting every pushed frame, dropped ones too). */
+  readonly index: number;
+  /** From `push` to the start of its processing. */
+  readonly waitMs: number;
+  /** Processing time. */
+  readonly processMs: number;
+}
+
+/** A processed frame, or the error processing it raised. */
+export type FrameResult<Output> =
+  | { readonly index: number; readonly output: Output; readonly timing: FrameTiming }
+  | { readonly index: number; readonly error: unknown; readonly timing: FrameTiming };
+
+/** Counters of a {@link FrameStream}. */
+export interface FrameStreamStats {
+  readonly pushed: number;
+  readonly processed: number;
+  /** Input frames replaced by a newer one before they were processed. */
+  readonly dropped: number;
+  readonly failed: number;
+  /** Output frames per second over the last (up to) 30 processed frames. */
+  readonly fps: number;
+  readonly lastTiming: FrameTiming | null;
+}
+
+/**
+ * A stream of frames through an async processor, built for live video: at most one frame is
+ * processed at a time and at most one waits. Pushing while one waits replaces the waiting frame
+ * (the older one is dropped and counted), so a slow processor makes the stream skip frames instead
+ * of growing a queue and falling behind. Results come out in order through `results()`.
+ */
+export interface FrameStream<Input, Output> {
+  /** Offers a frame. Never blocks, never queues more than one. Throws after `dispose()`. */
+  push(frame: Input): void;
+  /** Processed frames (and per-frame errors) in order; ends after `dispose()`. One consumer. */
+  results(): AsyncIterableIterator<FrameResult<Output>>;
+  readonly stats: FrameStreamStats;
+  /** Stops taking frames, drops the waiting one, lets the running one finish, ends `results()`. */
+  dispose(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Makes a frame stream around `process` (called for one frame at a time). */
+export function createFrameStream<Input, Output>(options: {
+  readonly process: (frame: Input) => Promise<Output>;
+  /** Clock in milliseconds; `performance.now` by default (inject one in tests). */
+  readonly now?: () => number;
+}): FrameStream<Input, Output> {
+  const now = options.now ?? (() => performance.now());
+  let waiting: { frame: Input; index: number; pushedAt: number } | undefined;
+  let running: Promise<void> | undefined;
+  let disposed = false;
+  let pushed = 0;
+  let processed = 0;
+  let dropped = 0;
+  let failed = 0;
+  let lastTiming: FrameTiming | null = null;
+  const finishTimes: number[] = [];
+  // Results not yet taken, and a consumer waiting for the next one.
+  const ready: FrameResult<Output>[] = [];
+  let wake: (() => void) | undefined;
+
+  const deliver = (result: FrameResult<Output>): void => {
+    ready.push(result);
+    wake?.();
+  };
+
+  const pump = async (): Promise<void> => {
+    while (waiting !== undefined) {
+      const job = waiting;
+      waiting = undefined;
+      const started = now();
+      let result: { output: Output } | { error: unknown };
+      try {
+        result = { output: await options.process(job.frame) };
+      } catch (error) {
+        result = { error };
+      }
+      const finished = now();
+      const timing: FrameTiming = { index: job.index, waitMs: started - job.pushedAt, processMs: finished - started };
+      lastTiming = timing;
+      if ('error' in result) failed += 1;
+      else processed += 1;
+      finishTimes.push(finished);
+      if (finishTimes.length > 30) finishTimes.shift();
+      deliver({ index: job.index, ...result, timing });
+    }
+    running = undefined;
+  };
+
+  return {
+    push(frame) {
+      if (disposed) throw new DisposedError('a FrameStream');
+      if (waiting !== undefined) dropped += 1;
+      waiting = { frame, index: pushed, pushedAt: now() };
+      pushed += 1;
+      running ??= pump();
+    },
+    async *results() {
+      for (;;) {
+        const next = ready.shift();
+        if (next !== undefined) {
+          yield next;
+          continue;
+        }
+        if (disposed && running === undefined) return;
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    },
+    get stats() {
+      const span = finishTimes.length > 1 ? finishTimes.at(-1)! - finishTimes[0]! : 0;
+      return {
+        pushed,
+        processed,
+        dropped,
+        failed,
+        fps: span > 0 ? ((finishTimes.length - 1) * 1000) / span : 0,
+        lastTiming,
+      };
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      if (waiting !== undefined) {
+        dropped += 1;
+        waiting = undefined;
+      }
+      await running;
+      wake?.();
+    },
+    async [Symbol.asyncDispose]() {
+      await this.dispose();
+    },
+  };
+}
