@@ -154,6 +154,14 @@ def _command_tokenizer_ids(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_randn_goldens(args: argparse.Namespace) -> int:
+    from .randn_goldens import make_randn_goldens
+
+    counts = make_randn_goldens(Path(args.out))
+    print(f"wrote {args.out}: " + ", ".join(f"{count} {name}" for name, count in counts.items()))
+    return 0
+
+
 def _command_versions(args: argparse.Namespace) -> int:
     versions = describe_versions()
     width = max(len(name) for name in versions)
@@ -216,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer_ids.add_argument("--out", required=True, help="golden JSON file to write")
     tokenizer_ids.set_defaults(run=_command_tokenizer_ids)
 
+    randn_goldens = commands.add_parser(
+        "randn-goldens", help="torch.randn on the CPU for fixed seeds and shapes (bit patterns)"
+    )
+    randn_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    randn_goldens.set_defaults(run=_command_randn_goldens)
+
     versions = commands.add_parser("versions", help="print the versions of the libraries in use")
     versions.set_defaults(run=_command_versions)
     return parser
@@ -224,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parses the arguments and runs the command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command != "versions":
+    # versions and randn-goldens need neither diffusers nor transformers.
+    if args.command not in ("versions", "randn-goldens"):
         _quiet_libraries()
     try:
         return int(args.run(args))
