@@ -154,6 +154,14 @@ def _command_tokenizer_ids(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_scheduler_goldens(args: argparse.Namespace) -> int:
+    from .scheduler_goldens import make_scheduler_goldens
+
+    report = make_scheduler_goldens(Path(args.out))
+    print(f"wrote {args.out} ({report['cases']} configs, {report['bytes'] / 1e3:.0f} kB)")
+    return 0
+
+
 def _command_randn_goldens(args: argparse.Namespace) -> int:
     from .randn_goldens import make_randn_goldens
 
@@ -223,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer_ids.add_argument("prompts", help="prompts.json: a list of strings")
     tokenizer_ids.add_argument("--out", required=True, help="golden JSON file to write")
     tokenizer_ids.set_defaults(run=_command_tokenizer_ids)
+
+    scheduler_goldens = commands.add_parser(
+        "scheduler-goldens", help="diffusers LCMScheduler betas, timesteps and boundary scalings for several configs"
+    )
+    scheduler_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    scheduler_goldens.set_defaults(run=_command_scheduler_goldens)
 
     randn_goldens = commands.add_parser(
         "randn-goldens", help="torch.randn on the CPU for fixed seeds and shapes (bit patterns)"
