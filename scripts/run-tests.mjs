@@ -4,14 +4,17 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 const folder = mkdtempSync(join(tmpdir(), 'streamdiffusion-tests-'));
 const report = join(folder, 'report.json');
+// Run vitest's own entry with this Node, so the script works with or without node_modules/.bin on PATH.
+const vitestEntry = join(dirname(createRequire(import.meta.url).resolve('vitest/package.json')), 'vitest.mjs');
 const vitest = spawnSync(
-  'vitest',
-  ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)],
-  { stdio: 'inherit', shell: process.platform === 'win32' },
+  process.execPath,
+  [vitestEntry, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)],
+  { stdio: 'inherit' },
 );
 let passed = 0;
 let failed = 0;

@@ -71,3 +71,30 @@ export {
   type FrameStreamStats,
   type FrameTiming,
 } from './stream/frame-stream.js';
+export { createTorchGenerator, type TorchGenerator } from './noise/torch-generator.js';
+export { torchRandn } from './noise/torch-randn.js';
+export {
+  createLcmSchedule,
+  type LcmBoundaryScalings,
+  type LcmSchedule,
+  type LcmStreamConstants,
+  type LcmStreamOptions,
+  type LcmTimestepOptions,
+} from './scheduler/lcm-schedule.js';
+export {
+  addInputNoise,
+  CFG_TYPES,
+  createStreamBatch,
+  type CfgType,
+  type StepConstants,
+  type StreamBatch,
+  type StreamBatchSettings,
+  type UnetCall,
+  type UnetRequest,
+} from './pipeline/stream-batch.js';
+export {
+  createStreamDiffusion,
+  type StreamDiffusion,
+  type StreamDiffusionOptions,
+  type StreamDiffusionResult,
+} from './pipeline/stream-diffusion.js';

@@ -170,6 +170,13 @@ def _command_randn_goldens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_stream_goldens(args: argparse.Namespace) -> int:
+    from .stream_goldens import record
+
+    record(Path(args.checkpoint), Path(args.streamdiffusion_src), Path(args.fixture_goldens), Path(args.out))
+    return 0
+
+
 def _command_versions(args: argparse.Namespace) -> int:
     versions = describe_versions()
     width = max(len(name) for name in versions)
@@ -243,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     randn_goldens.add_argument("--out", required=True, help="golden JSON file to write")
     randn_goldens.set_defaults(run=_command_randn_goldens)
+
+    stream_goldens = commands.add_parser(
+        "stream-goldens", help="x0 latents of the Python original (cumulo-autumn/StreamDiffusion) per stream mode"
+    )
+    stream_goldens.add_argument("checkpoint", help="diffusers checkpoint with the tiny-sd-turbo fixture weights")
+    stream_goldens.add_argument(
+        "--streamdiffusion-src", default=".vendor/StreamDiffusion/src", help="folder holding the original's streamdiffusion package"
+    )
+    stream_goldens.add_argument(
+        "--fixture-goldens", default="fixtures/goldens/tiny-sd-turbo.json", help="goldens proving the checkpoint's weights"
+    )
+    stream_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    stream_goldens.set_defaults(run=_command_stream_goldens)
 
     versions = commands.add_parser("versions", help="print the versions of the libraries in use")
     versions.set_defaults(run=_command_versions)

@@ -1,0 +1,25 @@
+/**
+ * Prints, per stream mode, how far our pipeline's denoised latents are from the Python original's.
+ *   pnpm --filter @streamdiffusion/core compare-stream-goldens [--device cpu|webgpu]
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createRuntime, loadModel, type DeviceRequest } from '../src/index.js';
+import { FIXTURES } from '../test-support/goldens.js';
+import { compareStreamCase, readStreamGoldens } from '../test-support/stream-goldens.js';
+
+const { values } = parseArgs({ options: { device: { type: 'string', default: 'cpu' } } });
+const runtime = await createRuntime({ device: values.device as DeviceRequest });
+const model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
+const goldens = await readStreamGoldens();
+console.log(`device: ${runtime.device.device}; ${goldens.frames} calls per case, ${goldens.width}x${goldens.height}`);
+try {
+  for (const name of Object.keys(goldens.cases)) {
+    const row = await compareStreamCase(goldens, name, model);
+    const image = row.imageMaxAbsDiff === null ? '' : `, last image ${row.imageMaxAbsDiff.toExponential(2)}`;
+    console.log(`${name.padEnd(24)} max|x̂0 diff| ${row.maxAbsDiff.toExponential(2)} (max|Python| ${row.maxAbsReference.toFixed(2)}, relative ${(row.maxAbsDiff / Math.max(1, row.maxAbsReference)).toExponential(2)})${image}  [${row.reference}]`);
+  }
+} finally {
+  await model.dispose();
+  await runtime.dispose();
+}

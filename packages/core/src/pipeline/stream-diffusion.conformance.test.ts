@@ -1,0 +1,37 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadModel, type LoadedModel } from '../model-folder/load-model.js';
+import { createRuntime, type Runtime } from '../runtime/runtime.js';
+import { FIXTURES } from '../../test-support/goldens.js';
+import { compareStreamCase, readStreamGoldens } from '../../test-support/stream-goldens.js';
+
+// Conformance with the Python original: fixtures/goldens/stream-diffusion.json holds what
+// cumulo-autumn/StreamDiffusion's own StreamDiffusion class computed (float32, CPU) on the same tiny
+// weights and frames; for frame_buffer_size 2, the original with its f > 1 bugs fixed (see
+// tools/export/streamdiffusion_export/stream_goldens.py).
+// Tolerance: |ours − Python| ≤ 1e-4 · max(1, max|Python|) over every x̂0 of all 8 calls; the
+// decoded image ≤ 1e-4.
+describe('StreamDiffusion equals the Python original on the tiny model', async () => {
+  const goldens = await readStreamGoldens();
+  let runtime: Runtime;
+  let model: LoadedModel;
+  beforeAll(async () => {
+    runtime = await createRuntime({ device: 'cpu' });
+    model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
+  });
+  afterAll(async () => {
+    await model.dispose();
+    await runtime.dispose();
+  });
+
+  for (const name of Object.keys(goldens.cases)) {
+    it(`${name} (${goldens.cases[name]!.reference})`, async () => {
+      const comparison = await compareStreamCase(goldens, name, model);
+      expect(comparison.maxAbsReference).toBeGreaterThan(0);
+      expect(comparison.maxAbsDiff, `max |x̂0 − Python|, max |Python| ${comparison.maxAbsReference.toFixed(2)}`).toBeLessThanOrEqual(
+        1e-4 * Math.max(1, comparison.maxAbsReference),
+      );
+      if (comparison.imageMaxAbsDiff !== null) expect(comparison.imageMaxAbsDiff).toBeLessThanOrEqual(1e-4);
+    });
+  }
+});

@@ -1,0 +1,80 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../errors/errors.js';
+import { loadModel, type LoadedModel } from '../model-folder/load-model.js';
+import { createRuntime, type Runtime } from '../runtime/runtime.js';
+import { FIXTURES } from '../../test-support/goldens.js';
+import { createStreamDiffusion } from './stream-diffusion.js';
+
+/** A 64 × 64 RGB test frame whose colours move with `phase`. */
+function frame(phase: number) {
+  const data = new Uint8Array(64 * 64 * 3);
+  for (let index = 0; index < data.length; index += 1) data[index] = (index * 7 + phase * 31) % 256;
+  return { data, width: 64, height: 64, channels: 3 as const };
+}
+
+describe('StreamDiffusion on the tiny model (CPU)', () => {
+  let runtime: Runtime;
+  let model: LoadedModel;
+  beforeAll(async () => {
+    runtime = await createRuntime({ device: 'cpu' });
+    model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
+  });
+  afterAll(async () => {
+    await model.dispose();
+    await runtime.dispose();
+  });
+
+  it('turns frames into frames, warm after n calls, the same for the same seed', async () => {
+    const make = () => createStreamDiffusion({ model, prompt: 'a lighthouse', tIndexList: [0, 16, 32], width: 64, height: 64 });
+    const first = await make();
+    const second = await make();
+    const warmth: boolean[] = [];
+    for (let call = 0; call < 4; call += 1) {
+      const a = await first.img2img(frame(call));
+      const b = await second.img2img(frame(call));
+      warmth.push(a.warm);
+      expect(a.images).toHaveLength(1);
+      expect(a.images[0]).toMatchObject({ width: 64, height: 64, channels: 3 });
+      expect(Array.from(a.images[0]!.data)).toEqual(Array.from(b.images[0]!.data));
+    }
+    expect(warmth).toEqual([false, false, true, true]);
+  });
+
+  it('gives different noise, so different images, for a different seed', async () => {
+    const one = await createStreamDiffusion({ model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 1 });
+    const two = await createStreamDiffusion({ model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 7 });
+    const a = await one.img2imgTensor((await one.txt2imgTensor()).images);
+    const b = await two.img2imgTensor((await two.txt2imgTensor()).images);
+    expect(a.images.some((value, index) => value !== b.images[index])).toBe(true);
+  });
+
+  it('returns f images per call with frame_buffer_size f, for every cfg type', async () => {
+    for (const cfgType of ['none', 'self', 'initialize', 'full'] as const) {
+      const stream = await createStreamDiffusion({ model, prompt: 'x', negativePrompt: 'blurry', cfgType, guidanceScale: 1.5, tIndexList: [10, 30], frameBufferSize: 2, width: 128, height: 64 });
+      const result = await stream.img2img([frame(1), frame(2)]);
+      expect(result.images.map((image) => [image.width, image.height])).toEqual([
+        [128, 64],
+        [128, 64],
+      ]);
+      const text = await stream.txt2img();
+      expect(text.images).toHaveLength(2);
+    }
+  });
+
+  it('skips a repeated frame with the similarity filter and returns the previous output', async () => {
+    const stream = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20], width: 64, height: 64, similarityFilter: { threshold: 0.9, random: () => 0.5 } });
+    const first = await stream.img2img(frame(3));
+    const again = await stream.img2img(frame(3));
+    expect(first.skipped).toBe(false);
+    expect(again.skipped).toBe(true);
+    expect(Array.from(again.images[0]!.data)).toEqual(Array.from(first.images[0]!.data));
+  });
+
+  it('names bad options', async () => {
+    await expect(createStreamDiffusion({ model, prompt: 'x', width: 60 })).rejects.toThrow(InvalidArgumentError);
+    await expect(createStreamDiffusion({ model, prompt: 'x', width: 60 })).rejects.toThrow('width: expected a positive multiple of 64 (VAE ×8, UNet ×8), got 60');
+    const stream = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20], width: 64, height: 64, frameBufferSize: 2 });
+    await expect(stream.img2img(frame(0))).rejects.toThrow('frames: expected frame_buffer_size = 2 frames, got "1 frames"');
+  });
+});

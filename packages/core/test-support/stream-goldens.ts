@@ -1,0 +1,99 @@
+/**
+ * Runs our pipeline on the cases of fixtures/goldens/stream-diffusion.json (recorded from the
+ * Python original by tools/export `stream-goldens`) and measures the difference per case. Used by
+ * the conformance test and by `scripts/compare-stream-goldens.ts`.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LoadedModel } from '../src/model-folder/load-model.js';
+import type { CfgType } from '../src/pipeline/stream-batch.js';
+import { createStreamDiffusion } from '../src/pipeline/stream-diffusion.js';
+import { decodeGolden, FIXTURES } from './goldens.js';
+
+type EncodedTensor = { dtype: string; dims: number[]; data: string };
+
+/** The goldens file. */
+export interface StreamGoldens {
+  readonly prompt: string;
+  readonly negative_prompt: string;
+  readonly width: number;
+  readonly height: number;
+  readonly frames: number;
+  readonly cases: Record<
+    string,
+    {
+      readonly settings: { t_index_list: number[]; cfg_type: CfgType; frame_buffer_size: number; guidance_scale: number; seed: number; delta?: number; do_add_noise?: boolean };
+      readonly reference: string;
+      readonly latents: EncodedTensor;
+      readonly last_image?: EncodedTensor;
+    }
+  >;
+}
+
+/** One case compared: max |ours − Python| over every x̂0 of every call, and the largest |Python|. */
+export interface StreamComparison {
+  readonly name: string;
+  readonly reference: string;
+  readonly maxAbsDiff: number;
+  readonly maxAbsReference: number;
+  /** Max difference of the last decoded image, when the case stores it. */
+  readonly imageMaxAbsDiff: number | null;
+}
+
+export async function readStreamGoldens(): Promise<StreamGoldens> {
+  return JSON.parse(await readFile(join(FIXTURES, 'goldens', 'stream-diffusion.json'), 'utf8')) as StreamGoldens;
+}
+
+/** Frames k … k+count−1, channel-major, ((7i + 31k) mod 256) / 127.5 − 1 in float32 steps (as numpy). */
+export function goldenFrames(first: number, count: number, size: number): Float32Array {
+  const values = new Float32Array(count * size);
+  for (let frame = 0; frame < count; frame += 1) {
+    for (let index = 0; index < size; index += 1) {
+      values[frame * size + index] = Math.fround(Math.fround(((7 * index + 31 * (first + frame)) % 256) / 127.5) - 1);
+    }
+  }
+  return values;
+}
+
+function maxAbsDiff(actual: Float32Array, expected: Float32Array): number {
+  let worst = 0;
+  for (let index = 0; index < expected.length; index += 1) worst = Math.max(worst, Math.abs(actual[index]! - expected[index]!));
+  return worst;
+}
+
+/** Runs one golden case through our pipeline on `model` (the tiny-sd-turbo fixture). */
+export async function compareStreamCase(goldens: StreamGoldens, name: string, model: LoadedModel): Promise<StreamComparison> {
+  const golden = goldens.cases[name]!;
+  const { settings } = golden;
+  const f = settings.frame_buffer_size;
+  const stream = await createStreamDiffusion({
+    model,
+    prompt: goldens.prompt,
+    negativePrompt: goldens.negative_prompt,
+    tIndexList: settings.t_index_list,
+    numInferenceSteps: 50,
+    width: goldens.width,
+    height: goldens.height,
+    frameBufferSize: f,
+    cfgType: settings.cfg_type,
+    guidanceScale: settings.guidance_scale,
+    delta: settings.delta ?? 1,
+    addNoise: settings.do_add_noise ?? true,
+    seed: settings.seed,
+  });
+  const expected = decodeGolden(golden.latents).data as Float32Array;
+  const perCall = expected.length / goldens.frames;
+  const imageSize = 3 * goldens.height * goldens.width;
+  let worst = 0;
+  let scale = 0;
+  let lastImage: Float32Array = new Float32Array(0);
+  for (let call = 0; call < goldens.frames; call += 1) {
+    const result = await stream.img2imgTensor(goldenFrames(call * f, f, imageSize));
+    const reference = expected.subarray(call * perCall, (call + 1) * perCall);
+    worst = Math.max(worst, maxAbsDiff(result.latents, reference));
+    for (const value of reference) scale = Math.max(scale, Math.abs(value));
+    lastImage = result.images;
+  }
+  const imageMaxAbsDiff = golden.last_image === undefined ? null : maxAbsDiff(lastImage, decodeGolden(golden.last_image).data as Float32Array);
+  return { name, reference: golden.reference, maxAbsDiff: worst, maxAbsReference: scale, imageMaxAbsDiff };
+}
