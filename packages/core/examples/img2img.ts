@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createRuntime, createStreamDiffusion, loadModel, writeImage, type DeviceRequest } from '../src/index.js';
+import { createRuntime, createStreamDiffusion, loadModel, writeImage, type DeviceRequest, type StreamDiffusionResult } from '../src/index.js';
 
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url));
 // pnpm runs scripts in the package folder; paths given by the user are relative to where they typed.
@@ -37,7 +37,7 @@ try {
   const model = await loadModel({ runtime, folder: resolve(cwd, values.model) });
   const stream = await createStreamDiffusion({ model, prompt: values.prompt, tIndexList, width: size, height: size });
   // The first n − 1 calls fill the denoising buffer (warm-up); the n-th output has been through every step.
-  let result;
+  let result: StreamDiffusionResult | undefined;
   for (let call = 0; call < tIndexList.length; call += 1) {
     const started = performance.now();
     result = await stream.img2img(resolve(cwd, values.image));
@@ -45,7 +45,9 @@ try {
   }
   const out = resolve(cwd, values.out);
   await mkdir(dirname(out), { recursive: true });
-  await writeImage(out, result!.images[0]!);
+  const image = result?.images[0];
+  if (image === undefined) throw new Error('no frame was processed');
+  await writeImage(out, image);
   console.log(`wrote ${out} (${size}x${size}, t_index_list [${tIndexList.join(', ')}], prompt "${values.prompt}")`);
   await model.dispose();
 } finally {
