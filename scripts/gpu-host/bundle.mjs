@@ -4,7 +4,7 @@
 //   node scripts/gpu-host/bundle.mjs && ../shared/gpu-host/pack.sh .gpuhost .gpuhost-app [more paths]
 // On the host: source .gpuhost/enter.sh && node .gpuhost-app/compare-goldens.mjs --device webgpu
 import { build } from 'esbuild';
-import { cpSync, mkdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -14,6 +14,8 @@ mkdirSync(out, { recursive: true });
 await build({
   entryPoints: {
     'compare-goldens': 'packages/core/scripts/compare-goldens.ts',
+    'compare-stream-goldens': 'packages/core/scripts/compare-stream-goldens.ts',
+    img2img: 'packages/core/examples/img2img.ts',
     'inspect-model': 'packages/core/examples/inspect-model.ts',
     'inference-worker': 'packages/core/src/runtime/inference-worker.ts',
   },
@@ -24,7 +26,7 @@ await build({
   outdir: out,
   outExtension: { '.js': '.mjs' },
   conditions: ['@streamdiffusion/source'],
-  // sharp is native; no GPU-host script uses images yet, and core is side-effect free, so it drops out.
+  // Native packages travel as packages (below), not bundled.
   external: ['onnxruntime-node', 'sharp'],
   // Bundled CommonJS dependencies call require(); give ESM output one.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
@@ -45,4 +47,16 @@ cpSync(ortNode, join(modules, 'onnxruntime-node'), {
   filter: (path) => !/\/bin\/napi-v6\/./.test(path) || /\/bin\/napi-v6\/linux(\/x64(\/|$)|$)/.test(path),
 });
 cpSync(ortCommon, join(modules, 'onnxruntime-common'), { recursive: true, dereference: true });
+// sharp with its dependencies and only the linux-x64 libvips: pnpm keeps them side by side.
+const sharpFolder = dirname(require.resolve('sharp/package.json'));
+for (const entry of readdirSync(dirname(sharpFolder))) {
+  const from = join(dirname(sharpFolder), entry);
+  if (entry === '@img') {
+    for (const scoped of readdirSync(from).filter((name) => !/darwin|win32|arm|wasm|musl|s390|ppc|riscv/.test(name))) {
+      cpSync(join(from, scoped), join(modules, '@img', scoped), { recursive: true, dereference: true });
+    }
+  } else {
+    cpSync(from, join(modules, entry), { recursive: true, dereference: true });
+  }
+}
 console.log(`bundled into ${out}`);

@@ -29,3 +29,12 @@ if [[ -d $FULL_SIZE_DIR/unet ]]; then
   echo "::: main job on webgpu, full-size SD-Turbo (random weights, fp16), 512x512"
   timeout 180 node .gpuhost-app/inspect-model.mjs --device webgpu --model "$FULL_SIZE_DIR" --size 512 --repeat 20 2>&1 | tee -a "$OUT/inspect-webgpu.txt"
 fi
+echo "::: stream goldens (Python original) on webgpu"
+timeout 120 node .gpuhost-app/compare-stream-goldens.mjs --device webgpu 2>&1 | tee "$OUT/stream-goldens-webgpu.txt"
+if [[ -d $FULL_SIZE_DIR/unet ]]; then
+  echo "::: img2img, full-size SD-Turbo (random weights, fp16), 512x512, webgpu, 30 frames"
+  timeout 180 node .gpuhost-app/img2img.mjs --device webgpu --model "$FULL_SIZE_DIR" --image fixtures/images/example.png \
+    --size 512 --steps 32,45 --frames 30 --out "$OUT/img2img-512.png" 2>&1 | tee "$OUT/img2img-webgpu.txt"
+  timeout 180 node .gpuhost-app/img2img.mjs --device webgpu --model "$FULL_SIZE_DIR" --image fixtures/images/example.png \
+    --size 512 --steps 45 --frames 30 --out "$OUT/img2img-512-1step.png" 2>&1 | tee -a "$OUT/img2img-webgpu.txt"
+fi

@@ -2,7 +2,9 @@
  * The main job: img2img with StreamDiffusion on an image, written to a PNG.
  *
  *   pnpm start                                     # the bundled tiny model and example image
- *   pnpm start -- --model <folder> --image in.jpg --out out.png --device webgpu --prompt "a cat" --size 512
+ *   pnpm start -- --model <folder> --image in.jpg --out out.png --device webgpu --prompt "a cat" --size 512 [--frames 30]
+ *
+ * `--frames N` runs N calls (at least n, the warm-up) and prints the median time of the warm ones.
  *
  * With the tiny bundled model the weights are random: the output shows the pipeline runs end to
  * end, not a pretty picture. A real SD-Turbo folder made by tools/export gives real images.
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     prompt: { type: 'string', default: 'a watercolor painting of a lighthouse at dawn' },
     size: { type: 'string', default: '128' },
     steps: { type: 'string', default: '32,45' },
+    frames: { type: 'string', default: '0' },
   },
 });
 
@@ -38,10 +41,18 @@ try {
   const stream = await createStreamDiffusion({ model, prompt: values.prompt, tIndexList, width: size, height: size });
   // The first n − 1 calls fill the denoising buffer (warm-up); the n-th output has been through every step.
   let result: StreamDiffusionResult | undefined;
-  for (let call = 0; call < tIndexList.length; call += 1) {
+  const calls = Math.max(tIndexList.length, Number(values.frames));
+  const warmTimes: number[] = [];
+  for (let call = 0; call < calls; call += 1) {
     const started = performance.now();
     result = await stream.img2img(resolve(cwd, values.image));
-    console.log(`frame ${call + 1}: ${(performance.now() - started).toFixed(1)} ms${result.warm ? '' : ' (warm-up)'}`);
+    const elapsed = performance.now() - started;
+    if (result.warm && call > 0) warmTimes.push(elapsed);
+    if (call < 4 || call === calls - 1) console.log(`frame ${call + 1}: ${elapsed.toFixed(1)} ms${result.warm ? '' : ' (warm-up)'}`);
+  }
+  if (warmTimes.length > 1) {
+    warmTimes.sort((a, b) => a - b);
+    console.log(`median of ${warmTimes.length} warm frames: ${warmTimes[Math.floor(warmTimes.length / 2)]!.toFixed(1)} ms (decode image file → encode → UNet → decode → pixels)`);
   }
   const out = resolve(cwd, values.out);
   await mkdir(dirname(out), { recursive: true });
