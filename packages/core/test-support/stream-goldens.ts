@@ -22,7 +22,17 @@ export interface StreamGoldens {
   readonly cases: Record<
     string,
     {
-      readonly settings: { t_index_list: number[]; cfg_type: CfgType; frame_buffer_size: number; guidance_scale: number; seed: number; delta?: number; do_add_noise?: boolean };
+      readonly settings: {
+        t_index_list: number[];
+        cfg_type: CfgType;
+        frame_buffer_size: number;
+        guidance_scale: number;
+        seed: number;
+        delta?: number;
+        do_add_noise?: boolean;
+        /** img2img (default), txt2img (stream batch from noise) or txt2img-one-step (SD-Turbo). */
+        mode?: 'img2img' | 'txt2img' | 'txt2img-one-step';
+      };
       readonly reference: string;
       readonly latents: EncodedTensor;
       readonly last_image?: EncodedTensor;
@@ -87,13 +97,19 @@ export async function compareStreamCase(goldens: StreamGoldens, name: string, mo
   let worst = 0;
   let scale = 0;
   let lastImage: Float32Array = new Float32Array(0);
+  const mode = settings.mode ?? 'img2img';
   for (let call = 0; call < goldens.frames; call += 1) {
-    const result = await stream.img2imgTensor(goldenFrames(call * f, f, imageSize));
+    const result =
+      mode === 'img2img'
+        ? await stream.img2imgTensor(goldenFrames(call * f, f, imageSize))
+        : mode === 'txt2img'
+          ? await stream.txt2imgTensor()
+          : await stream.txt2imgOneStepTensor();
     const reference = expected.subarray(call * perCall, (call + 1) * perCall);
     worst = Math.max(worst, maxAbsDiff(result.latents, reference));
     for (const value of reference) scale = Math.max(scale, Math.abs(value));
     lastImage = result.images;
   }
   const imageMaxAbsDiff = golden.last_image === undefined ? null : maxAbsDiff(lastImage, decodeGolden(golden.last_image).data as Float32Array);
-  return { name, reference: golden.reference, maxAbsDiff: worst, maxAbsReference: scale, imageMaxAbsDiff };
+  return { name: `${name} (${mode})`, reference: golden.reference, maxAbsDiff: worst, maxAbsReference: scale, imageMaxAbsDiff };
 }

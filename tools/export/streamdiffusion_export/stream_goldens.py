@@ -54,6 +54,15 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
+#: txt2img cases: the original's ``txt2img`` (stream batch from noise) and ``txt2img_sd_turbo``
+#: (one step), with torch's global generator seeded with SEED (they draw from it, not from the
+#: stream's generator).
+TXT2IMG_CASES: dict[str, dict[str, Any]] = {
+    "txt2img-n2-self": {"t_index_list": [32, 45], "cfg_type": "self", "mode": "txt2img"},
+    "txt2img-n1-none": {"t_index_list": [45], "cfg_type": "none", "mode": "txt2img"},
+    "txt2img-sd-turbo-one-step": {"t_index_list": [0], "cfg_type": "none", "mode": "txt2img-one-step"},
+}
+
 #: The one case whose last decoded image is stored too (images are 48 KB each; latents 1 KB).
 IMAGE_CASE = "n2-self"
 
@@ -164,6 +173,7 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
 
     def run(settings: dict[str, Any], fixed: bool) -> np.ndarray:
         f = settings.get("frame_buffer_size", 1)
+        mode = settings.get("mode", "img2img")
         stream = StreamDiffusion(
             pipe,
             t_index_list=settings["t_index_list"],
@@ -187,11 +197,20 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
         if fixed:
             fix_frame_buffer(stream)
         latents = []
-        for call in range(FRAMES):
-            x0 = stream.predict_x0_batch(stream.encode_image(frame_batch(call * f, f)))
-            latents.append(x0.numpy().copy())
-        last_images[0] = stream.decode_image(x0).numpy()
-        return np.stack(latents)
+        if mode == "img2img":
+            for call in range(FRAMES):
+                x0 = stream.predict_x0_batch(stream.encode_image(frame_batch(call * f, f)))
+                latents.append(x0.numpy().copy())
+            last_images[0] = stream.decode_image(x0).numpy()
+            return np.stack(latents)
+        # txt2img: the original decodes inside; record what it decodes.
+        decoded_inputs: list[np.ndarray] = []
+        decode = stream.decode_image
+        stream.decode_image = lambda x0: (decoded_inputs.append(x0.numpy().copy()), decode(x0))[1]
+        torch.manual_seed(SEED)
+        for _ in range(FRAMES):
+            last_images[0] = (stream.txt2img() if mode == "txt2img" else stream.txt2img_sd_turbo()).numpy()
+        return np.stack(decoded_inputs)
 
     last_images: list[np.ndarray] = [np.zeros(0)]
     # The fixed methods must be the original itself when f = 1.
@@ -201,7 +220,7 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
     print("frame-buffer fix: identical to the original for f = 1")
 
     cases: dict[str, Any] = {}
-    for name, settings in CASES.items():
+    for name, settings in {**CASES, **TXT2IMG_CASES}.items():
         f = settings.get("frame_buffer_size", 1)
         fixed = f > 1
         latents = run(settings, fixed)

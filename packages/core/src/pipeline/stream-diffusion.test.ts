@@ -76,5 +76,7 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
     await expect(createStreamDiffusion({ model, prompt: 'x', width: 60 })).rejects.toThrow('width: expected a positive multiple of 64 (VAE ×8, UNet ×8), got 60');
     const stream = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20], width: 64, height: 64, frameBufferSize: 2 });
     await expect(stream.img2img(frame(0))).rejects.toThrow('frames: expected frame_buffer_size = 2 frames, got "1 frames"');
+    const twoSteps = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20, 40], width: 64, height: 64 });
+    await expect(twoSteps.txt2imgOneStepTensor()).rejects.toThrow('t_index_list: expected one entry for one-step txt2img, got [20,40]');
   });
 });

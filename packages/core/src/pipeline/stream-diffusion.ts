@@ -62,10 +62,18 @@ export interface StreamDiffusion {
    * denoised latents x̂0 `[f, 4, h, w]` that were decoded (scaled, as the UNet sees them).
    */
   img2imgTensor(images: Float32Array): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean; readonly skipped: boolean }>;
-  /** Text to image: the stream batch run from pure noise drawn from the seeded generator. */
+  /**
+   * Text to image: the stream batch run from pure noise. The noise comes from its own generator,
+   * seeded with `seed` (as `torch.randn` after `torch.manual_seed(seed)` in the original).
+   */
   txt2img(): Promise<StreamDiffusionResult>;
-  /** `[f, 3, height, width]` decoded tensors of txt2img. */
-  txt2imgTensor(): Promise<{ readonly images: Float32Array; readonly warm: boolean }>;
+  /** `[f, 3, height, width]` decoded tensors of txt2img, with the x̂0 latents decoded. */
+  txt2imgTensor(): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean }>;
+  /**
+   * One-step text to image for SD-Turbo (the original's `txt2img_sd_turbo`): x̂0 = (x − β·ε)/α from
+   * noise in a single UNet call, no stream state. Needs a t_index_list of length 1.
+   */
+  txt2imgOneStepTensor(): Promise<{ readonly images: Float32Array; readonly latents: Float32Array }>;
   readonly width: number;
   readonly height: number;
   readonly frameBufferSize: number;
@@ -195,10 +203,24 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     return { ...previous, warm: batch.calls >= n, skipped: false };
   };
 
+  const textGenerator = createTorchGenerator(option(options.seed, 2));
   const txt2imgTensor: StreamDiffusion['txt2imgTensor'] = async () => {
-    const noise = generator.randn([f, channels, latentHeight, latentWidth]);
-    const decoded = await decode(await batch.step(noise, unet));
-    return { images: decoded, warm: batch.calls >= n };
+    const noise = textGenerator.randn([f, channels, latentHeight, latentWidth]);
+    const denoised = await batch.step(noise, unet);
+    return { images: await decode(denoised), latents: denoised, warm: batch.calls >= n };
+  };
+
+  const txt2imgOneStepTensor: StreamDiffusion['txt2imgOneStepTensor'] = async () => {
+    if (n !== 1) {
+      throw new InvalidArgumentError({ field: 't_index_list', value: options.tIndexList, expected: 'one entry for one-step txt2img' });
+    }
+    const noise = textGenerator.randn([f, channels, latentHeight, latentWidth]);
+    const timesteps = new Float32Array(f).fill(constants.timesteps[0]!);
+    const prediction = await unet({ latents: noise, batch: f, timesteps, unconditional: new Array<boolean>(f).fill(false) });
+    const alpha = constants.alpha[0]!;
+    const beta = constants.beta[0]!;
+    const latents = noise.map((x, index) => Math.fround(x - Math.fround(beta * prediction[index]!)) / alpha);
+    return { images: await decode(latents), latents };
   };
 
   return {
@@ -207,6 +229,7 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     frameBufferSize: f,
     img2imgTensor,
     txt2imgTensor,
+    txt2imgOneStepTensor,
     async img2img(frames) {
       const list = Array.isArray(frames) ? (frames as readonly ImageSource[]) : [frames as ImageSource];
       if (list.length !== f) throw new InvalidArgumentError({ field: 'frames', value: `${list.length} frames`, expected: `frame_buffer_size = ${f} frames` });
