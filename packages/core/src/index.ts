@@ -98,3 +98,4 @@ export {
   type StreamDiffusionOptions,
   type StreamDiffusionResult,
 } from './pipeline/stream-diffusion.js';
+export { createSequentialBatch } from './pipeline/stream-batch.js';

@@ -30,6 +30,7 @@ export interface StreamGoldens {
         seed: number;
         delta?: number;
         do_add_noise?: boolean;
+        use_denoising_batch?: boolean;
         /** img2img (default), txt2img (stream batch from noise) or txt2img-one-step (SD-Turbo). */
         mode?: 'img2img' | 'txt2img' | 'txt2img-one-step';
       };
@@ -89,6 +90,7 @@ export async function compareStreamCase(goldens: StreamGoldens, name: string, mo
     guidanceScale: settings.guidance_scale,
     delta: settings.delta ?? 1,
     addNoise: settings.do_add_noise ?? true,
+    useDenoisingBatch: settings.use_denoising_batch ?? true,
     seed: settings.seed,
   });
   const expected = decodeGolden(golden.latents).data as Float32Array;

@@ -50,6 +50,10 @@ CASES: dict[str, dict[str, Any]] = {
     "n1-f2-self": {"t_index_list": [32], "cfg_type": "self", "frame_buffer_size": 2},
     "n1-f2-full": {"t_index_list": [20], "cfg_type": "full", "frame_buffer_size": 2},
     "n2-f2-self": {"t_index_list": [32, 45], "cfg_type": "self", "frame_buffer_size": 2},
+    # Without a denoising batch ("full" is left out: the original raises NameError there).
+    "sequential-n2-self": {"t_index_list": [32, 45], "cfg_type": "self", "use_denoising_batch": False},
+    "sequential-n3-initialize": {"t_index_list": [10, 30, 45], "cfg_type": "initialize", "use_denoising_batch": False},
+    "sequential-n2-none-no-noise": {"t_index_list": [20, 40], "cfg_type": "none", "use_denoising_batch": False, "do_add_noise": False},
     "n4-f2-initialize": {"t_index_list": [0, 16, 32, 45], "cfg_type": "initialize", "frame_buffer_size": 2},
 }
 
@@ -143,6 +147,22 @@ def fix_frame_buffer(stream: Any) -> None:
     stream.predict_x0_batch = predict_x0_batch
 
 
+def keep_init_noise(stream: Any) -> None:
+    """Fixes the original's sequential mode (use_denoising_batch=False), which overwrites
+    ``init_noise`` with each call's noised latents, so the next frame is "noised" with the previous
+    frame's latents instead of the seeded noise."""
+    predict = stream.predict_x0_batch
+
+    def predict_x0_batch(x_t_latent: torch.Tensor) -> torch.Tensor:
+        init_noise = stream.init_noise
+        try:
+            return predict(x_t_latent)
+        finally:
+            stream.init_noise = init_noise
+
+    stream.predict_x0_batch = predict_x0_batch
+
+
 def check_weights(pipe: Any, fixture_goldens: Path) -> float:
     """Max |UNet(checkpoint) − UNet golden| on the fixture's golden inputs: proves the same weights."""
     import json
@@ -181,7 +201,7 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
             width=WIDTH,
             height=HEIGHT,
             do_add_noise=settings.get("do_add_noise", True),
-            use_denoising_batch=True,
+            use_denoising_batch=settings.get("use_denoising_batch", True),
             frame_buffer_size=f,
             cfg_type=settings["cfg_type"],
         )
@@ -196,6 +216,10 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
         )
         if fixed:
             fix_frame_buffer(stream)
+        sequential = not settings.get("use_denoising_batch", True)
+        if sequential:
+            keep_init_noise(stream)
+            torch.manual_seed(SEED)  # its torch.randn_like between steps draws from the global generator
         latents = []
         if mode == "img2img":
             for call in range(FRAMES):
@@ -224,10 +248,15 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
         f = settings.get("frame_buffer_size", 1)
         fixed = f > 1
         latents = run(settings, fixed)
+        sequential = not settings.get("use_denoising_batch", True)
         image = last_images[0]
         cases[name] = {
             "settings": {**settings, "frame_buffer_size": f, "guidance_scale": 1.5, "seed": SEED},
-            "reference": "original with its frame_buffer_size bugs fixed (fix_frame_buffer)" if fixed else "original",
+            "reference": "original with its frame_buffer_size bugs fixed (fix_frame_buffer)"
+            if fixed
+            else "original, keeping its seeded init_noise (keep_init_noise)"
+            if sequential
+            else "original",
             "latents": encode_tensor(latents),
         }
         if name == IMAGE_CASE:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addInputNoise, createStreamBatch, type CfgType, type StepConstants, type UnetRequest } from './stream-batch.js';
+import { addInputNoise, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type UnetRequest } from './stream-batch.js';
 
 /** Constants that make the LCM step the identity (α = 1, β = 0, c_out = 1, c_skip = 0). */
 function identityConstants(n: number): StepConstants {
@@ -114,6 +114,37 @@ describe('stream batch', () => {
     const constants = { ...identityConstants(2), alpha: Float32Array.from([0.5, 0.9]), beta: Float32Array.from([2, 0.1]) };
     const noised = addInputNoise({ constants, initNoise: Float32Array.from([1, 2, 3, 4]), frameBufferSize: 2, slotSize: 1 }, Float32Array.from([10, 20]));
     expect(Array.from(noised)).toEqual([0.5 * 10 + 2 * 1, 0.5 * 20 + 2 * 2]);
+  });
+
+  it('without a denoising batch, runs n UNet calls per call, each on f slots, with no warm-up', async () => {
+    const requests: UnetRequest[] = [];
+    let noiseDraws = 0;
+    const sequential = createSequentialBatch({
+      constants: identityConstants(3),
+      frameBufferSize: 2,
+      slotSize: 1,
+      cfgType: 'none',
+      guidanceScale: 1,
+      delta: 1,
+      addNoise: true,
+      initNoise: new Float32Array(2),
+      stepNoise: () => {
+        noiseDraws += 1;
+        return new Float32Array(2);
+      },
+    });
+    expect(sequential.warm).toBe(true);
+    const output = await sequential.step(Float32Array.from([4, 5]), async (request) => {
+      requests.push(request);
+      return new Float32Array(request.latents.length);
+    });
+    expect(Array.from(output)).toEqual([4, 5]);
+    expect(requests.map((request) => [request.batch, ...request.timesteps])).toEqual([
+      [2, 999, 999],
+      [2, 899, 899],
+      [2, 799, 799],
+    ]);
+    expect(noiseDraws).toBe(2); // fresh noise between steps, none after the last
   });
 
   it('names bad settings', () => {

@@ -68,8 +68,10 @@ export interface StreamBatch {
    * through one UNet call on [x_in, buffer] and returns the f most-denoised latents x̂0.
    */
   step(inputLatents: Float32Array, unet: UnetCall): Promise<Float32Array>;
-  /** Calls made so far; outputs are fully denoised once this reaches n (the first n − 1 are warm-up). */
+  /** Calls made so far. */
   readonly calls: number;
+  /** True once outputs have been through every step (after n calls with a denoising batch; always without). */
+  readonly warm: boolean;
 }
 
 function check(condition: boolean, field: string, value: unknown, expected: string): void {
@@ -131,6 +133,9 @@ export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
   return {
     get calls() {
       return calls;
+    },
+    get warm() {
+      return calls >= n;
     },
     async step(inputLatents, unet) {
       check(inputLatents.length === f * size, 'latents', inputLatents.length, `${f * size} values (f slots)`);
@@ -209,6 +214,73 @@ export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
       }
       buffer = refilled;
       return denoised.slice((slots - f) * size);
+    },
+  };
+}
+
+/**
+ * Without a denoising batch (`use_denoising_batch: false`): each call runs its f frames through the
+ * n steps one UNet call after another, re-noising between steps with fresh noise from `stepNoise`
+ * (the original draws it with `torch.randn_like` from torch's global generator). Every output is
+ * fully denoised, so there is no warm-up. `initNoise` needs only f slots here.
+ *
+ * As in the original, the stock noise of `self` stays zero in this mode (its residual update is a
+ * denoising-batch feature) and `initialize` keeps the last unconditional prediction as stock noise.
+ */
+export function createSequentialBatch(settings: StreamBatchSettings & { readonly stepNoise: () => Float32Array }): StreamBatch {
+  const { constants, frameBufferSize: f, slotSize: size, cfgType, guidanceScale, delta, addNoise, initNoise, stepNoise } = settings;
+  const n = constants.timesteps.length;
+  check(n >= 1, 't_index_list', constants.timesteps, 'at least one step');
+  check(Number.isInteger(f) && f >= 1, 'frame_buffer_size', f, 'an integer >= 1');
+  check(initNoise.length >= f * size, 'init_noise', initNoise.length, `at least ${f * size} values (f slots)`);
+  const guided = guidanceScale > 1 && cfgType !== 'none';
+  const extra = guidanceScale > 1 && cfgType === 'initialize' ? f : guidanceScale > 1 && cfgType === 'full' ? f : 0;
+  let stockNoise = new Float32Array(f * size);
+  let calls = 0;
+  return {
+    get calls() {
+      return calls;
+    },
+    get warm() {
+      return true;
+    },
+    async step(inputLatents, unet) {
+      check(inputLatents.length === f * size, 'latents', inputLatents.length, `${f * size} values (f slots)`);
+      let latents = inputLatents;
+      let denoised = new Float32Array(f * size);
+      for (let step = 0; step < n; step += 1) {
+        const batch = extra + f;
+        const unetLatents = new Float32Array(batch * size);
+        unetLatents.set(latents.subarray(0, extra * size), 0);
+        unetLatents.set(latents, extra * size);
+        const unconditional = Array.from({ length: batch }, (_, row) => row < extra);
+        const raw = await unet({ latents: unetLatents, batch, timesteps: new Float32Array(batch).fill(constants.timesteps[step]!), unconditional });
+        const text = raw.subarray(extra * size);
+        let uncond: Float32Array | undefined;
+        if (guidanceScale > 1 && cfgType === 'initialize') stockNoise = raw.slice(0, f * size);
+        if (guidanceScale > 1 && cfgType === 'full') uncond = raw.subarray(0, f * size);
+        if (guidanceScale > 1 && (cfgType === 'self' || cfgType === 'initialize')) uncond = stockNoise.map((value) => Math.fround(value * delta));
+        const a = constants.alpha[step]!;
+        const b = constants.beta[step]!;
+        const skip = constants.cSkip[step]!;
+        const scale = constants.cOut[step]!;
+        denoised = new Float32Array(f * size);
+        for (let index = 0; index < denoised.length; index += 1) {
+          const u = uncond?.[index] ?? 0;
+          const epsilon = guided && uncond !== undefined ? u + Math.fround(guidanceScale * Math.fround(text[index]! - u)) : text[index]!;
+          const x = latents[index]!;
+          const f0 = Math.fround(Math.fround(x - Math.fround(b * epsilon)) / a);
+          denoised[index] = Math.fround(scale * f0) + Math.fround(skip * x);
+        }
+        if (step < n - 1) {
+          const nextAlpha = constants.alpha[step + 1]!;
+          const nextBeta = constants.beta[step + 1]!;
+          const noise = addNoise ? stepNoise() : undefined;
+          latents = denoised.map((value, index) => (noise === undefined ? Math.fround(nextAlpha * value) : Math.fround(nextAlpha * value) + Math.fround(nextBeta * noise[index]!)));
+        }
+      }
+      calls += 1;
+      return denoised;
     },
   };
 }

@@ -10,7 +10,7 @@ import { createTorchGenerator } from '../noise/torch-generator.js';
 import { hostTensor } from '../runtime/host-tensor.js';
 import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createSimilarityFilter, type SimilarityFilter, type SimilarityFilterOptions } from '../stream/similarity-filter.js';
-import { addInputNoise, CFG_TYPES, createStreamBatch, type CfgType, type StreamBatch, type UnetRequest } from './stream-batch.js';
+import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StreamBatch, type UnetRequest } from './stream-batch.js';
 
 /** Options of {@link createStreamDiffusion}; defaults are the Python original's. */
 export interface StreamDiffusionOptions {
@@ -37,6 +37,11 @@ export interface StreamDiffusionOptions {
   readonly seed?: number;
   /** Re-noise the buffer between steps. Default true. */
   readonly addNoise?: boolean;
+  /**
+   * Denoise all steps of all frames in one UNet call (true, the default: StreamDiffusion's stream
+   * batch), or run the steps one call after another per frame (false: no warm-up, n calls per frame).
+   */
+  readonly useDenoisingBatch?: boolean;
   /** Skip near-identical input frames (img2img only); off by default. */
   readonly similarityFilter?: SimilarityFilterOptions | false;
 }
@@ -114,9 +119,11 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     tIndexList: option(options.tIndexList, [32, 45]),
   });
   const n = constants.timesteps.length;
+  const useDenoisingBatch = option(options.useDenoisingBatch, true);
   const generator = createTorchGenerator(option(options.seed, 2));
-  const initNoise = generator.randn([n * f, channels, latentHeight, latentWidth]);
-  const batch: StreamBatch = createStreamBatch({
+  // The original draws n·f noise slots with a denoising batch, f without.
+  const initNoise = generator.randn([useDenoisingBatch ? n * f : f, channels, latentHeight, latentWidth]);
+  const batchSettings = {
     constants,
     frameBufferSize: f,
     slotSize,
@@ -125,7 +132,12 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     delta: option(options.delta, 1),
     addNoise: option(options.addNoise, true),
     initNoise,
-  });
+  };
+  // Noise between steps without a denoising batch: the original's torch.randn_like after torch.manual_seed(seed).
+  const stepGenerator = createTorchGenerator(option(options.seed, 2));
+  const batch: StreamBatch = useDenoisingBatch
+    ? createStreamBatch(batchSettings)
+    : createSequentialBatch({ ...batchSettings, stepNoise: () => stepGenerator.randn([f, channels, latentHeight, latentWidth]) });
 
   // Prompt embeddings, once: the conditional row, and the unconditional one when a cfg type uses it.
   const embed = async (prompt: string): Promise<Float32Array> => {
@@ -195,19 +207,19 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     }
     // The filter always processes the first frame, so `previous` exists whenever it skips.
     if (filter?.decide(images).skip === true && previous !== undefined) {
-      return { ...previous, warm: batch.calls >= n, skipped: true };
+      return { ...previous, warm: batch.warm, skipped: true };
     }
     const latents = addInputNoise({ constants, initNoise, frameBufferSize: f, slotSize }, await encode(images));
     const denoised = await batch.step(latents, unet);
     previous = { images: await decode(denoised), latents: denoised };
-    return { ...previous, warm: batch.calls >= n, skipped: false };
+    return { ...previous, warm: batch.warm, skipped: false };
   };
 
   const textGenerator = createTorchGenerator(option(options.seed, 2));
   const txt2imgTensor: StreamDiffusion['txt2imgTensor'] = async () => {
     const noise = textGenerator.randn([f, channels, latentHeight, latentWidth]);
     const denoised = await batch.step(noise, unet);
-    return { images: await decode(denoised), latents: denoised, warm: batch.calls >= n };
+    return { images: await decode(denoised), latents: denoised, warm: batch.warm };
   };
 
   const txt2imgOneStepTensor: StreamDiffusion['txt2imgOneStepTensor'] = async () => {
