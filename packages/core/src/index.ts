@@ -84,6 +84,7 @@ export {
 export {
   addInputNoise,
   CFG_TYPES,
+  createSequentialBatch,
   createStreamBatch,
   type CfgType,
   type StepConstants,
@@ -98,4 +99,3 @@ export {
   type StreamDiffusionOptions,
   type StreamDiffusionResult,
 } from './pipeline/stream-diffusion.js';
-export { createSequentialBatch } from './pipeline/stream-batch.js';

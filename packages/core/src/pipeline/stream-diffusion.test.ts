@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../errors/errors.js';
 import { loadModel, type LoadedModel } from '../model-folder/load-model.js';
 import { createRuntime, type Runtime } from '../runtime/runtime.js';
 import { FIXTURES } from '../../test-support/goldens.js';
+import { createFrameStream } from '../stream/frame-stream.js';
 import { createStreamDiffusion } from './stream-diffusion.js';
 
 /** A 64 × 64 RGB test frame whose colours move with `phase`. */
@@ -60,6 +61,32 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
       const text = await stream.txt2img();
       expect(text.images).toHaveLength(2);
     }
+  });
+
+  it('feeds the negative prompt to full and initialize guidance, and only to them', async () => {
+    const run = async (cfgType: 'full' | 'initialize' | 'self', negativePrompt: string) => {
+      const stream = await createStreamDiffusion({ model, prompt: 'a lighthouse', negativePrompt, cfgType, guidanceScale: 2, tIndexList: [10, 30], width: 64, height: 64 });
+      await stream.img2img(frame(0));
+      return (await stream.img2imgTensor((await stream.txt2imgTensor()).images)).latents;
+    };
+    const differs = (a: Float32Array, b: Float32Array) => a.some((value, index) => value !== b[index]);
+    expect(differs(await run('full', 'blurry'), await run('full', 'a red boat'))).toBe(true);
+    expect(differs(await run('initialize', 'blurry'), await run('initialize', 'a red boat'))).toBe(true);
+    expect(differs(await run('self', 'blurry'), await run('self', 'a red boat'))).toBe(false);
+  });
+
+  it('runs under a frame stream: a slow pipeline drops waiting frames instead of queueing them', async () => {
+    const stream = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20], width: 64, height: 64 });
+    const frames = createFrameStream({ process: (input: ReturnType<typeof frame>) => stream.img2img(input) });
+    const results = frames.results();
+    for (let index = 0; index < 5; index += 1) frames.push(frame(index)); // all pushed while the first runs
+    const first = await results.next();
+    const second = await results.next();
+    expect([first.value?.index, second.value?.index]).toEqual([0, 4]);
+    expect(frames.stats).toMatchObject({ pushed: 5, processed: 2, dropped: 3 });
+    expect(second.value !== undefined && 'output' in second.value && second.value.output.images[0]?.width).toBe(64);
+    await frames.dispose();
+    expect((await results.next()).done).toBe(true);
   });
 
   it('skips a repeated frame with the similarity filter and returns the previous output', async () => {
