@@ -78,6 +78,20 @@ function check(condition: boolean, field: string, value: unknown, expected: stri
   if (!condition) throw new InvalidArgumentError({ field, value, expected });
 }
 
+/**
+ * The LCM boundary-condition step for one value, in PyTorch's float32 order of operations:
+ * x̂0 = c_out·(x − β·ε)/α + c_skip·x.
+ */
+function boundaryStep(x: number, epsilon: number, step: { a: number; b: number; cSkip: number; cOut: number }): number {
+  const f0 = Math.fround(Math.fround(x - Math.fround(step.b * epsilon)) / step.a);
+  return Math.fround(step.cOut * f0) + Math.fround(step.cSkip * x);
+}
+
+/** Classifier-free guidance for one value: ε = ε_u + γ(ε_c − ε_u), float32 steps. */
+function guide(conditional: number, unconditional: number, guidanceScale: number): number {
+  return unconditional + Math.fround(guidanceScale * Math.fround(conditional - unconditional));
+}
+
 /** x_in = α₀·z + β₀·noise[0..f): the first step's noising of freshly encoded latents. */
 export function addInputNoise(settings: Pick<StreamBatchSettings, 'constants' | 'initNoise' | 'frameBufferSize' | 'slotSize'>, latents: Float32Array): Float32Array {
   const alpha = settings.constants.alpha[0]!;
@@ -113,19 +127,12 @@ export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
   let stockNoise = new Float32Array(slots * size);
   let calls = 0;
 
-  /** The LCM boundary-condition step x̂0 = c_out·(x − β·ε)/α + c_skip·x, slot by slot. */
+  /** The LCM boundary-condition step, slot by slot with each slot's constants. */
   const denoise = (prediction: Float32Array, latents: Float32Array): Float32Array => {
     const out = new Float32Array(latents.length);
     for (let slot = 0; slot < slots; slot += 1) {
-      const a = alpha[slot]!;
-      const b = beta[slot]!;
-      const skip = cSkip[slot]!;
-      const scale = cOut[slot]!;
-      for (let index = slot * size; index < (slot + 1) * size; index += 1) {
-        const x = latents[index]!;
-        const f0 = Math.fround(Math.fround(x - Math.fround(b * prediction[index]!)) / a);
-        out[index] = Math.fround(scale * f0) + Math.fround(skip * x);
-      }
+      const step = { a: alpha[slot]!, b: beta[slot]!, cSkip: cSkip[slot]!, cOut: cOut[slot]! };
+      for (let index = slot * size; index < (slot + 1) * size; index += 1) out[index] = boundaryStep(latents[index]!, prediction[index]!, step);
     }
     return out;
   };
@@ -174,11 +181,8 @@ export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
       }
       let prediction: Float32Array = text;
       if (guided && uncond !== undefined) {
-        prediction = new Float32Array(slots * size);
-        for (let index = 0; index < prediction.length; index += 1) {
-          const u = uncond[index]!;
-          prediction[index] = u + Math.fround(guidanceScale * Math.fround(text[index]! - u));
-        }
+        const unconditional = uncond;
+        prediction = text.map((conditional, index) => guide(conditional, unconditional[index]!, guidanceScale));
       }
       const denoised = denoise(prediction, latents);
 
@@ -260,17 +264,12 @@ export function createSequentialBatch(settings: StreamBatchSettings & { readonly
         if (guidanceScale > 1 && cfgType === 'initialize') stockNoise = raw.slice(0, f * size);
         if (guidanceScale > 1 && cfgType === 'full') uncond = raw.subarray(0, f * size);
         if (guidanceScale > 1 && (cfgType === 'self' || cfgType === 'initialize')) uncond = stockNoise.map((value) => Math.fround(value * delta));
-        const a = constants.alpha[step]!;
-        const b = constants.beta[step]!;
-        const skip = constants.cSkip[step]!;
-        const scale = constants.cOut[step]!;
+        const constantsOfStep = { a: constants.alpha[step]!, b: constants.beta[step]!, cSkip: constants.cSkip[step]!, cOut: constants.cOut[step]! };
+        const current = latents;
         denoised = new Float32Array(f * size);
         for (let index = 0; index < denoised.length; index += 1) {
-          const u = uncond?.[index] ?? 0;
-          const epsilon = guided && uncond !== undefined ? u + Math.fround(guidanceScale * Math.fround(text[index]! - u)) : text[index]!;
-          const x = latents[index]!;
-          const f0 = Math.fround(Math.fround(x - Math.fround(b * epsilon)) / a);
-          denoised[index] = Math.fround(scale * f0) + Math.fround(skip * x);
+          const epsilon = guided && uncond !== undefined ? guide(text[index]!, uncond[index]!, guidanceScale) : text[index]!;
+          denoised[index] = boundaryStep(current[index]!, epsilon, constantsOfStep);
         }
         if (step < n - 1) {
           const nextAlpha = constants.alpha[step + 1]!;
