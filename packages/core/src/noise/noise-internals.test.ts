@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { fmaFloat32 } from './float32-fma.js';
+import { fmaFloat32 } from '../math/float32-fma.js';
 import { Mt19937 } from './mt19937.js';
 import { cephesLogFloat32, cephesSinCosFloat32 } from './normal-fill-avx2.js';
 

@@ -13,7 +13,7 @@
 // contract (MSVC, or clang's default) rounds those steps twice and differs in the last bit of some
 // elements.
 
-import { fmaFloat32 as fma } from './float32-fma.js';
+import { fmaFloat32 as fma } from '../math/float32-fma.js';
 
 const f = Math.fround;
 

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { decodeGolden, FIXTURES } from '../../test-support/goldens.js';
 import { InvalidArgumentError } from '../errors/errors.js';
 import { schedulerConfigSchema, type SchedulerConfig } from '../model-folder/model-folder.js';
-import { fusedMultiplyAddFloat32, sumToFloat32 } from './float32-arithmetic.js';
+import { fmaFloat32 } from '../math/float32-fma.js';
 import { createLcmSchedule, type LcmSchedule, type LcmStreamConstants } from './lcm-schedule.js';
 
 // Goldens from diffusers' LCMScheduler (fixtures/goldens/lcm-scheduler.json, made by
@@ -323,23 +323,14 @@ describe('LCM schedule validation', () => {
   });
 });
 
-describe('float32 arithmetic helpers', () => {
-  it('rounds a sum once even when the double sum lands on a float32 midpoint', () => {
-    // 1 + 2^-24 + 2^-76: the double sum is 1 + 2^-24, halfway between 1 and 1 + 2^-23; a second
-    // rounding (ties to even) would give 1, the true sum is above the midpoint.
-    expect(sumToFloat32(1, 2 ** -24 + 2 ** -76)).toBe(1 + 2 ** -23);
-    expect(sumToFloat32(1, 2 ** -24 - 2 ** -77)).toBe(1);
-    expect(sumToFloat32(1, -(2 ** -25) - 2 ** -77)).toBe(1 - 2 ** -24);
-    expect(sumToFloat32(0.1, 0.2)).toBe(Math.fround(0.1 + 0.2));
-  });
-
+describe('the fused multiply-add linspace relies on', () => {
   it('fuses a multiply-add: one rounding, not two', () => {
     // step·5 = 5 + 1.25 ulp: rounding it first drops the quarter, and adding start (a quarter ulp)
     // cannot bring it back; fused, 5 + 1.5 ulp ties to the even 5 + 2 ulp.
     const step = 1 + 2 ** -23;
     const start = 2 ** -23;
     const twice = Math.fround(start + Math.fround(step * 5));
-    const fused = fusedMultiplyAddFloat32(start, step, 5);
+    const fused = fmaFloat32(step, 5, start);
     expect(twice).toBe(5 + 2 ** -21);
     expect(fused).toBe(5 + 2 ** -20);
     expect(fused).not.toBe(twice);

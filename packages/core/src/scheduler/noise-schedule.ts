@@ -1,4 +1,4 @@
-import { fusedMultiplyAddFloat32 } from './float32-arithmetic.js';
+import { fmaFloat32 } from '../math/float32-fma.js';
 
 /** Beta schedules diffusers' `LCMScheduler` implements (besides explicit `trained_betas`). */
 export type BetaScheduleName = 'linear' | 'scaled_linear' | 'squaredcos_cap_v2';
@@ -59,7 +59,8 @@ function torchLinspace(start: number, end: number, steps: number): Float32Array 
   const halfway = Math.floor(steps / 2);
   const values = new Float32Array(steps);
   for (let index = 0; index < steps; index += 1) {
-    values[index] = index < halfway ? fusedMultiplyAddFloat32(first, step, index) : fusedMultiplyAddFloat32(last, -step, steps - index - 1);
+    // Indices are small integers, so exact float32 operands of the fused multiply-add.
+    values[index] = index < halfway ? fmaFloat32(step, index, first) : fmaFloat32(-step, steps - index - 1, last);
   }
   return values;
 }

@@ -1,4 +1,5 @@
 // A float32 fused multiply-add, `Math.fround(a * b + c)` with one rounding instead of two.
+// Shared by the torch-exact noise and the LCM schedule's linspace.
 //
 // torch's AVX2 kernels are compiled by GCC with FMA contraction, so `a * b + c` on floats is one
 // `vfmadd` there: rounded once. In JavaScript, the product of two floats is exact in a double
