@@ -1,0 +1,344 @@
+/**
+ * Config files in the Python StreamDiffusion forks' format (YAML or JSON): read, validated against
+ * the parameter schema, with line numbers for every warning and error, and written back.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, stringify, type Document } from 'yaml';
+import { z } from 'zod';
+import type { StreamDiffusionOptions } from '../pipeline/stream-diffusion.js';
+import { ConfigError } from './config-error.js';
+import { checkScheduleIndices, streamParametersShape } from './stream-parameters.js';
+
+/** Acceleration values of the Python forks; only `none` runs here (no TensorRT engines, no xformers). */
+export const ACCELERATIONS = Object.freeze(['none', 'xformers', 'tensorrt', 'sfast'] as const);
+
+/** Which pipeline entry a config is meant for, as the forks' `mode` key says. */
+export const CONFIG_MODES = Object.freeze(['img2img', 'txt2img'] as const);
+
+/** The full config file: the pipeline's parameters plus the model and how it runs. */
+export const streamDiffusionConfigSchema = z
+  .object({
+    model_id: z
+      .string()
+      .min(1)
+      .describe(
+        'Model folder: a path (relative to the config file), or a name looked up as <modelsDir>/<model_id> and <modelsDir>/<model_id with "/" as "--">.',
+      )
+      .meta({ update: 'reload' }),
+    mode: z.enum(CONFIG_MODES).default('img2img').describe('Which pipeline entry the config is for: img2img or txt2img.').meta({ update: 'reload' }),
+    acceleration: z
+      .enum(ACCELERATIONS)
+      .default('none')
+      .describe('Python-side acceleration; only "none" is supported here, other values are accepted with a warning.')
+      .meta({ update: 'rebuild' }),
+    ...streamParametersShape,
+  })
+  .superRefine(checkScheduleIndices);
+
+/** A validated config, defaults filled in. */
+export type StreamDiffusionConfig = z.output<typeof streamDiffusionConfigSchema>;
+
+/** A config as written in a file: only `model_id` is required. */
+export type StreamDiffusionConfigInput = z.input<typeof streamDiffusionConfigSchema>;
+
+/**
+ * Keys of the Python forks we know but do not support yet: each is reported as a warning with its
+ * line rather than silently dropped, so nobody believes a ControlNet is running when it is not.
+ */
+export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.freeze({
+  controlnets: 'ControlNets are not supported yet',
+  use_controlnet: 'ControlNets are not supported yet',
+  ipadapters: 'IP-Adapters are not supported yet',
+  use_ipadapter: 'IP-Adapters are not supported yet',
+  lora_dict: 'LoRAs are not supported yet; bake them into the exported model',
+  use_lcm_lora: 'LCM-LoRA is not supported yet; export a model with it merged',
+  lcm_lora_id: 'LCM-LoRA is not supported yet; export a model with it merged',
+  use_tiny_vae: 'the VAE is the one in the model folder',
+  vae_id: 'the VAE is the one in the model folder',
+  engine_dir: 'TensorRT engines are not used; the model folder holds ONNX files',
+  build_engines_if_missing: 'TensorRT engines are not used',
+  compile_engines_only: 'TensorRT engines are not used',
+  dtype: 'the precision is the one the model folder was exported in',
+  device: 'choose the device with createRuntime({ device })',
+  output_type: 'outputs are RGB images or tensors, chosen by the method called',
+  use_safety_checker: 'no safety checker is included',
+  safety_checker_threshold: 'no safety checker is included',
+  normalize_prompt_weights: 'prompt blending is not applied yet',
+  normalize_seed_weights: 'seed blending is not applied yet',
+  skip_diffusion: 'skipping diffusion is not supported',
+  image_preprocessing: 'processing hooks are not supported yet',
+  image_postprocessing: 'processing hooks are not supported yet',
+  latent_preprocessing: 'processing hooks are not supported yet',
+  latent_postprocessing: 'processing hooks are not supported yet',
+  use_cached_attn: 'cached attention is not supported',
+  cache_maxframes: 'cached attention is not supported',
+  cache_interval: 'cached attention is not supported',
+  warmup: 'there is no warm-up pass; the stream is warm after t_index_list length calls',
+  enable_pytorch_fallback: 'there is no PyTorch here',
+  scheduler: 'the scheduler is LCM, as in the original',
+  sampler: 'the scheduler is LCM, as in the original',
+});
+
+/** Keys that validate but that the pipeline does not act on yet. */
+const NOT_APPLIED_KEYS: Readonly<Record<string, string>> = Object.freeze({
+  prompt_blending: 'validated, but prompt blending is not applied by the pipeline yet',
+  seed_blending: 'validated, but seed blending is not applied by the pipeline yet',
+});
+
+/** Why a config key was not (fully) honoured. */
+export type ConfigWarningKind = 'unknown-key' | 'unsupported-key' | 'not-applied';
+
+/** A key in a config file that was not (fully) honoured, and where it is. */
+export interface ConfigWarning {
+  readonly kind: ConfigWarningKind;
+  readonly key: string;
+  /** 1-based line of the key. */
+  readonly line: number | undefined;
+  /** `file:line: key: why`, ready to print. */
+  readonly message: string;
+}
+
+/** What {@link loadConfig} found. */
+export interface LoadedConfig {
+  readonly config: StreamDiffusionConfig;
+  /** Keys that were ignored or not applied, each with its line. */
+  readonly warnings: readonly ConfigWarning[];
+  /** The config file, absolute. */
+  readonly file: string;
+  /** The model folder `model_id` resolved to, absolute. */
+  readonly modelFolder: string;
+}
+
+/** Options of {@link loadConfig}. */
+export interface LoadConfigOptions {
+  /** Folder of named models: `model_id` that is not a path is looked up here. */
+  readonly modelsDir?: string;
+}
+
+type ConfigFormat = 'yaml' | 'json';
+
+function formatOf(file: string): ConfigFormat {
+  const extension = extname(file).toLowerCase();
+  if (extension === '.json') return 'json';
+  if (extension === '.yaml' || extension === '.yml') return 'yaml';
+  throw new ConfigError({ file, message: `expected a .yaml, .yml or .json file, got "${extension || 'no extension'}"` });
+}
+
+/**
+ * 1-based line of what `path` names: a scalar value's own line (a list entry on its own line), a
+ * collection's key line (a block list starts on the line after its key). Undefined when the file
+ * lacks the path (a missing key), since any line would point at the wrong place.
+ */
+function lineOf(document: Document, lines: LineCounter, path: readonly PropertyKey[]): number | undefined {
+  let node: unknown = document.contents;
+  let line = rangeLine(lines, node);
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === String(segment));
+      if (pair === undefined) return undefined;
+      line = rangeLine(lines, pair.key);
+      node = pair.value;
+    } else if (isSeq(node) && typeof segment === 'number' && segment < node.items.length) {
+      node = node.items[segment];
+    } else {
+      return undefined;
+    }
+    if (isScalar(node) || line === undefined) line = rangeLine(lines, node) ?? line;
+  }
+  return line;
+}
+
+function rangeLine(lines: LineCounter, node: unknown): number | undefined {
+  if (!isNode(node) || node.range === undefined || node.range === null) return undefined;
+  return lines.linePos(node.range[0]).line;
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  try {
+    return JSON.stringify(value) ?? typeof value;
+  } catch {
+    return typeof value;
+  }
+}
+
+/** The value at `path` in the raw file, for the error message's "got". */
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let value = raw;
+  for (const segment of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[segment];
+  }
+  return value;
+}
+
+/** The field's own description, so the error says what the key is for as well as what failed. */
+function descriptionOf(key: string | undefined): string | undefined {
+  if (key === undefined) return undefined;
+  const field = (streamDiffusionConfigSchema.shape as Record<string, z.ZodType | undefined>)[key];
+  return field?.description;
+}
+
+function validationError(options: { file: string; raw: unknown; error: z.ZodError; lineAt: (path: readonly PropertyKey[]) => number | undefined }): ConfigError {
+  const [first, ...rest] = options.error.issues;
+  const path = first?.path ?? [];
+  const key = path.length === 0 ? undefined : path.map(String).join('.');
+  const description = descriptionOf(path[0] === undefined ? undefined : String(path[0]));
+  const got = describeValue(valueAt(options.raw, path));
+  const message = [
+    `${first?.message ?? 'invalid config'} (got ${got})`,
+    description === undefined ? '' : `. Expected: ${description}`,
+    rest.length === 0 ? '' : `; and ${rest.length} more problem${rest.length === 1 ? '' : 's'}: ${rest.map((issue) => `${issue.path.map(String).join('.')}: ${issue.message}`).join('; ')}`,
+  ].join('');
+  return new ConfigError({ file: options.file, line: options.lineAt(path), key, message, cause: options.error });
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Candidate folders for `model_id`, in the order they are tried. */
+function modelCandidates(modelId: string, file: string, modelsDir: string | undefined): string[] {
+  const candidates = [isAbsolute(modelId) ? modelId : resolve(dirname(file), modelId)];
+  if (modelsDir !== undefined && !isAbsolute(modelId)) {
+    candidates.push(resolve(modelsDir, modelId));
+    // Hugging Face ids (`stabilityai/sd-turbo`) are stored flat in caches as `stabilityai--sd-turbo`.
+    if (modelId.includes('/')) candidates.push(resolve(modelsDir, modelId.replaceAll('/', '--')));
+  }
+  return [...new Set(candidates)];
+}
+
+/**
+ * Reads a StreamDiffusion config file (YAML or JSON, by extension) in the Python forks' format,
+ * validates it and resolves `model_id` to a local model folder.
+ * Unknown keys and keys we do not support yet become warnings naming the key and its line.
+ * @throws {ConfigError} naming file, line and key: unreadable or malformed file, a value that
+ * fails the schema (with what was expected), or a `model_id` that is no folder (with every path tried).
+ */
+export async function loadConfig(path: string, options: LoadConfigOptions = {}): Promise<LoadedConfig> {
+  const file = resolve(path);
+  formatOf(file);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError({ file, message: `cannot read the config file (${(error as Error).message})`, cause: error });
+  }
+  // The yaml library parses JSON too (JSON is YAML 1.2), which gives JSON files line numbers as well.
+  const lines = new LineCounter();
+  const document = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const [syntaxError] = document.errors;
+  if (syntaxError !== undefined) {
+    throw new ConfigError({ file, line: lines.linePos(syntaxError.pos[0]).line, message: `not valid YAML/JSON: ${syntaxError.message}`, cause: syntaxError });
+  }
+  const raw: unknown = document.toJS();
+  const lineAt = (keyPath: readonly PropertyKey[]): number | undefined => lineOf(document, lines, keyPath);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError({ file, line: lineAt([]), message: `expected a mapping of keys to values at the top level, got ${describeValue(raw)}` });
+  }
+
+  const warnings: ConfigWarning[] = [];
+  const warn = (kind: ConfigWarningKind, key: string, why: string): void => {
+    const line = lineAt([key]);
+    warnings.push({ kind, key, line, message: `${line === undefined ? file : `${file}:${line}`}: ${key}: ${why}` });
+  };
+  const known = streamDiffusionConfigSchema.shape;
+  const honoured: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(raw)) {
+    if (key in known) {
+      honoured[key] = value;
+      if (key in NOT_APPLIED_KEYS && value !== undefined && value !== null) warn('not-applied', key, NOT_APPLIED_KEYS[key]!);
+    } else if (key in UNSUPPORTED_CONFIG_KEYS) {
+      warn('unsupported-key', key, `ignored: ${UNSUPPORTED_CONFIG_KEYS[key]!}`);
+    } else {
+      warn('unknown-key', key, 'ignored: not a StreamDiffusion config key');
+    }
+  }
+  // Python writes `prompt_blending: null` for "none"; treat it as absent rather than as a type error.
+  for (const key of ['prompt_blending', 'seed_blending']) if (honoured[key] === null) delete honoured[key];
+
+  const parsed = streamDiffusionConfigSchema.safeParse(honoured);
+  if (!parsed.success) throw validationError({ file, raw, error: parsed.error, lineAt });
+  const config = parsed.data;
+  if (config.acceleration !== 'none') warn('unsupported-key', 'acceleration', `"${config.acceleration}" is not supported here; running without it`);
+
+  const tried = modelCandidates(config.model_id, file, options.modelsDir);
+  let modelFolder: string | undefined;
+  for (const candidate of tried) {
+    if (await isDirectory(candidate)) {
+      modelFolder = candidate;
+      break;
+    }
+  }
+  if (modelFolder === undefined) {
+    const hint = options.modelsDir === undefined && !isAbsolute(config.model_id) ? '; pass { modelsDir } to look names up in a models folder' : '';
+    throw new ConfigError({
+      file,
+      line: lineAt(['model_id']),
+      key: 'model_id',
+      message: `no model folder for ${JSON.stringify(config.model_id)}: tried ${tried.join(', ')}${hint}`,
+    });
+  }
+  return { config, warnings, file, modelFolder };
+}
+
+/**
+ * The pipeline options a validated config stands for, all but `model` (load that from
+ * {@link LoadedConfig.modelFolder} with `loadModel`).
+ */
+export function configToStreamDiffusionOptions(config: StreamDiffusionConfig): Omit<StreamDiffusionOptions, 'model'> {
+  return {
+    prompt: config.prompt,
+    negativePrompt: config.negative_prompt,
+    tIndexList: config.t_index_list,
+    numInferenceSteps: config.num_inference_steps,
+    width: config.width,
+    height: config.height,
+    frameBufferSize: config.frame_buffer_size,
+    cfgType: config.cfg_type,
+    guidanceScale: config.guidance_scale,
+    delta: config.delta,
+    seed: config.seed,
+    addNoise: config.do_add_noise,
+    useDenoisingBatch: config.use_denoising_batch,
+    similarityFilter: config.enable_similar_image_filter
+      ? { threshold: config.similar_image_filter_threshold, maxSkipFrames: config.similar_image_filter_max_skip_frame }
+      : false,
+  };
+}
+
+/**
+ * Writes a config as YAML or JSON (by extension) that {@link loadConfig} reads back to the same
+ * config. Validates first, and writes a temp file renamed into place so a reader never sees half a file.
+ * @throws {ConfigError} for an unsupported extension or a config that fails the schema.
+ */
+export async function saveConfig(path: string, config: StreamDiffusionConfigInput): Promise<void> {
+  const file = resolve(path);
+  const format = formatOf(file);
+  const parsed = streamDiffusionConfigSchema.safeParse(config);
+  if (!parsed.success) throw validationError({ file, raw: config, error: parsed.error, lineAt: () => undefined });
+  const text = format === 'json' ? `${JSON.stringify(parsed.data, null, 2)}\n` : stringify(parsed.data);
+  const temporary = join(dirname(file), `.${basename(file)}.${randomUUID()}.tmp`);
+  try {
+    await writeFile(temporary, text, 'utf8');
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw new ConfigError({ file, message: `cannot write the config file (${(error as Error).message})`, cause: error });
+  }
+}
+
+/**
+ * The JSON Schema of the full config file (zod 4's `z.toJSONSchema`), for editors and generated
+ * docs; every property carries its `description` and `update` (hot, reload or rebuild).
+ */
+export function configJsonSchema(): Record<string, unknown> {
+  // Input mode: a file may leave out every key that has a default.
+  return z.toJSONSchema(streamDiffusionConfigSchema, { io: 'input' });
+}
