@@ -65,6 +65,9 @@ export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.
   output_type: 'outputs are RGB images or tensors, chosen by the method called',
   use_safety_checker: 'no safety checker is included',
   safety_checker_threshold: 'no safety checker is included',
+  // Some forks read top-level prompt_list / seed_list as well; one spelling keeps configs comparable.
+  prompt_list: 'write it as prompt_blending: { prompt_list: [...] }',
+  seed_list: 'write it as seed_blending: { seed_list: [...] }',
   normalize_prompt_weights: 'prompt blending is not applied yet',
   normalize_seed_weights: 'seed blending is not applied yet',
   skip_diffusion: 'skipping diffusion is not supported',
