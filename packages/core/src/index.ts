@@ -99,3 +99,30 @@ export {
   type StreamDiffusionOptions,
   type StreamDiffusionResult,
 } from './pipeline/stream-diffusion.js';
+export { ConfigError } from './config/config-error.js';
+export {
+  ACCELERATIONS,
+  CONFIG_MODES,
+  UNSUPPORTED_CONFIG_KEYS,
+  configJsonSchema,
+  configToStreamDiffusionOptions,
+  loadConfig,
+  saveConfig,
+  streamDiffusionConfigSchema,
+  type ConfigWarning,
+  type ConfigWarningKind,
+  type LoadConfigOptions,
+  type LoadedConfig,
+  type StreamDiffusionConfig,
+  type StreamDiffusionConfigInput,
+} from './config/load-config.js';
+export {
+  INTERPOLATION_METHODS,
+  checkScheduleIndices,
+  streamParametersSchema,
+  streamParametersShape,
+  type ParameterMeta,
+  type ParameterUpdate,
+  type StreamParameters,
+  type StreamParametersInput,
+} from './config/stream-parameters.js';
