@@ -95,6 +95,7 @@ export {
 } from './pipeline/stream-batch.js';
 export {
   createStreamDiffusion,
+  type HotParameters,
   type StreamDiffusion,
   type StreamDiffusionOptions,
   type StreamDiffusionResult,

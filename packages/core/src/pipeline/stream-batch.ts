@@ -61,8 +61,17 @@ export interface StreamBatchSettings {
   readonly initNoise: Float32Array;
 }
 
+/** What a stream batch carries from frame to frame, to hand to a reconfigured one of the same shape. */
+export interface StreamBatchCarry {
+  readonly buffer: Float32Array;
+  readonly stockNoise: Float32Array;
+  readonly calls: number;
+}
+
 /** The state of one stream: what carries over from one frame to the next. */
 export interface StreamBatch {
+  /** Copies of the carried state, so new settings (guidance, constants, noise) can continue this stream. */
+  carry(): StreamBatchCarry;
   /**
    * Denoises one call's f noised input latents (x_in = α₀·z + β₀·noise₀, see {@link addInputNoise})
    * through one UNet call on [x_in, buffer] and returns the f most-denoised latents x̂0.
@@ -103,8 +112,11 @@ export function addInputNoise(settings: Pick<StreamBatchSettings, 'constants' | 
   return noised;
 }
 
-/** Makes the stream batch state for one stream. */
-export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
+/**
+ * Makes the stream batch state for one stream; `carried` continues an earlier batch of the same
+ * n and f (its buffer, stock noise and call count) under new settings.
+ */
+export function createStreamBatch(settings: StreamBatchSettings, carried?: StreamBatchCarry): StreamBatch {
   const { constants, frameBufferSize: f, slotSize: size, cfgType, guidanceScale, delta, addNoise, initNoise } = settings;
   const n = constants.timesteps.length;
   const slots = n * f;
@@ -126,6 +138,12 @@ export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
   let buffer = new Float32Array((n - 1) * f * size);
   let stockNoise = new Float32Array(slots * size);
   let calls = 0;
+  if (carried !== undefined) {
+    check(carried.buffer.length === buffer.length && carried.stockNoise.length === stockNoise.length, 'carried', carried.buffer.length, `a batch of the same n and f (${buffer.length} buffer values)`);
+    buffer = carried.buffer.slice();
+    stockNoise = carried.stockNoise.slice();
+    calls = carried.calls;
+  }
 
   /** The LCM boundary-condition step, slot by slot with each slot's constants. */
   const denoise = (prediction: Float32Array, latents: Float32Array): Float32Array => {
@@ -138,6 +156,7 @@ export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
   };
 
   return {
+    carry: () => ({ buffer: buffer.slice(), stockNoise: stockNoise.slice(), calls }),
     get calls() {
       return calls;
     },
@@ -231,7 +250,7 @@ export function createStreamBatch(settings: StreamBatchSettings): StreamBatch {
  * As in the original, the stock noise of `self` stays zero in this mode (its residual update is a
  * denoising-batch feature) and `initialize` keeps the last unconditional prediction as stock noise.
  */
-export function createSequentialBatch(settings: StreamBatchSettings & { readonly stepNoise: () => Float32Array }): StreamBatch {
+export function createSequentialBatch(settings: StreamBatchSettings & { readonly stepNoise: () => Float32Array }, carried?: StreamBatchCarry): StreamBatch {
   const { constants, frameBufferSize: f, slotSize: size, cfgType, guidanceScale, delta, addNoise, initNoise, stepNoise } = settings;
   const n = constants.timesteps.length;
   check(n >= 1, 't_index_list', constants.timesteps, 'at least one step');
@@ -239,9 +258,10 @@ export function createSequentialBatch(settings: StreamBatchSettings & { readonly
   check(initNoise.length >= f * size, 'init_noise', initNoise.length, `at least ${f * size} values (f slots)`);
   const guided = guidanceScale > 1 && cfgType !== 'none';
   const extra = guidanceScale > 1 && cfgType === 'initialize' ? f : guidanceScale > 1 && cfgType === 'full' ? f : 0;
-  let stockNoise = new Float32Array(f * size);
-  let calls = 0;
+  let stockNoise = carried?.stockNoise.length === f * size ? carried.stockNoise.slice() : new Float32Array(f * size);
+  let calls = carried?.calls ?? 0;
   return {
+    carry: () => ({ buffer: new Float32Array(0), stockNoise: stockNoise.slice(), calls }),
     get calls() {
       return calls;
     },

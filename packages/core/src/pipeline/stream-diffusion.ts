@@ -6,11 +6,14 @@
 import { InvalidArgumentError } from '../errors/errors.js';
 import { imageToTensor, tensorToImage, type ImageSource, type RgbImage } from '../image/image.js';
 import type { LoadedModel } from '../model-folder/load-model.js';
-import { createTorchGenerator } from '../noise/torch-generator.js';
+import { createTorchGenerator, type TorchGenerator } from '../noise/torch-generator.js';
+import { TEXT_TOKENS } from '../model-folder/unet-inputs.js';
 import { hostTensor } from '../runtime/host-tensor.js';
 import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createSimilarityFilter, type SimilarityFilter, type SimilarityFilterOptions } from '../stream/similarity-filter.js';
-import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StreamBatch, type UnetRequest } from './stream-batch.js';
+import { streamParametersShape } from '../config/stream-parameters.js';
+import { z } from 'zod';
+import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type StreamBatch, type UnetRequest } from './stream-batch.js';
 
 /** Options of {@link createStreamDiffusion}; defaults are the Python original's. */
 export interface StreamDiffusionOptions {
@@ -79,9 +82,51 @@ export interface StreamDiffusion {
    * noise in a single UNet call, no stream state. Needs a t_index_list of length 1.
    */
   txt2imgOneStepTensor(): Promise<{ readonly images: Float32Array; readonly latents: Float32Array }>;
+  /** The hot parameters in force (snake_case, as config files write them); feeds back into `update`. */
+  getState(): HotParameters;
+  /**
+   * Changes hot parameters while the stream runs. Validated first (a bad value raises
+   * `InvalidArgumentError` naming the key, and nothing changes); applied whole between two frames,
+   * never during one; only what changed is recomputed (a new prompt is encoded, a new seed redraws
+   * the noise, a t_index_list of the same length keeps the stream's buffer, a new length restarts
+   * it). Resolves with the keys whose value changed. Reload-only keys (width, cfg_type, …) are refused.
+   */
+  update(partial: Partial<HotParameters>): Promise<{ readonly applied: readonly (keyof HotParameters)[] }>;
   readonly width: number;
   readonly height: number;
   readonly frameBufferSize: number;
+}
+
+/** The parameters `update` changes while a stream runs: every `hot` field of the parameter schema. */
+const hotParametersSchema = z
+  .object({
+    prompt: streamParametersShape.prompt.unwrap(),
+    negative_prompt: streamParametersShape.negative_prompt.unwrap(),
+    t_index_list: streamParametersShape.t_index_list.unwrap(),
+    num_inference_steps: streamParametersShape.num_inference_steps.unwrap(),
+    guidance_scale: streamParametersShape.guidance_scale.unwrap(),
+    delta: streamParametersShape.delta.unwrap(),
+    seed: streamParametersShape.seed.unwrap(),
+    enable_similar_image_filter: streamParametersShape.enable_similar_image_filter.unwrap(),
+    similar_image_filter_threshold: streamParametersShape.similar_image_filter_threshold.unwrap(),
+    similar_image_filter_max_skip_frame: streamParametersShape.similar_image_filter_max_skip_frame.unwrap(),
+  })
+  .partial()
+  .strict();
+
+/** The hot parameters, all present. */
+export type HotParameters = Required<z.output<typeof hotParametersSchema>>;
+
+function filterOptions(parameters: HotParameters): { threshold: number; maxSkipFrames: number } | undefined {
+  return parameters.enable_similar_image_filter
+    ? { threshold: parameters.similar_image_filter_threshold, maxSkipFrames: parameters.similar_image_filter_max_skip_frame }
+    : undefined;
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  let current = value;
+  for (const key of path) current = typeof current === 'object' && current !== null ? (current as Record<PropertyKey, unknown>)[key] : undefined;
+  return current;
 }
 
 function option<T>(value: T | undefined, fallback: T): T {
@@ -114,53 +159,100 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
   const slotSize = channels * latentHeight * latentWidth;
   const scaling = capabilities.vae.scalingFactor;
 
-  const constants = createLcmSchedule(model.folder.scheduler).streamConstants({
-    numInferenceSteps: option(options.numInferenceSteps, 50),
-    tIndexList: option(options.tIndexList, [32, 45]),
-  });
-  const n = constants.timesteps.length;
+  const schedule = createLcmSchedule(model.folder.scheduler);
   const useDenoisingBatch = option(options.useDenoisingBatch, true);
-  const generator = createTorchGenerator(option(options.seed, 2));
-  // The original draws n·f noise slots with a denoising batch, f without.
-  const initNoise = generator.randn([useDenoisingBatch ? n * f : f, channels, latentHeight, latentWidth]);
-  const batchSettings = {
-    constants,
-    frameBufferSize: f,
-    slotSize,
-    cfgType,
-    guidanceScale,
-    delta: option(options.delta, 1),
-    addNoise: option(options.addNoise, true),
-    initNoise,
-  };
-  // Noise between steps without a denoising batch: the original's torch.randn_like after torch.manual_seed(seed).
-  const stepGenerator = createTorchGenerator(option(options.seed, 2));
-  const batch: StreamBatch = useDenoisingBatch
-    ? createStreamBatch(batchSettings)
-    : createSequentialBatch({ ...batchSettings, stepNoise: () => stepGenerator.randn([f, channels, latentHeight, latentWidth]) });
+  const addNoise = option(options.addNoise, true);
+  const latentShape = [f, channels, latentHeight, latentWidth];
 
-  // Prompt embeddings, once: the conditional row, and the unconditional one when a cfg type uses it.
-  const embed = async (prompt: string): Promise<Float32Array> => {
-    const tensor = await model.prompts.encode(prompt);
-    const values = await tensor.float32();
-    await tensor.dispose();
+  // Prompt embeddings, computed once per distinct prompt (an update re-encodes only a new prompt).
+  const embeddings = new Map<string, Promise<Float32Array>>();
+  const embed = (prompt: string): Promise<Float32Array> => {
+    let values = embeddings.get(prompt);
+    if (values === undefined) {
+      values = model.prompts.encode(prompt).then(async (tensor) => {
+        const read = await tensor.float32();
+        await tensor.dispose();
+        return read;
+      });
+      // A failed encoding is not cached: the next try encodes again.
+      values.catch(() => embeddings.delete(prompt));
+      embeddings.set(prompt, values);
+    }
     return values;
   };
-  const conditional = await embed(options.prompt);
-  const needsUnconditional = guidanceScale > 1 && (cfgType === 'initialize' || cfgType === 'full');
-  const unconditional = needsUnconditional ? await embed(option(options.negativePrompt, '')) : conditional;
-  const rowSize = conditional.length;
-  const tokens = rowSize / capabilities.textEmbeddingWidth;
-  const hiddenStates = new Map<string, Float32Array>();
-  const encoderHiddenStates = (rows: readonly boolean[]): Float32Array => {
-    const key = rows.map((row) => (row ? 'u' : 'c')).join('');
-    let states = hiddenStates.get(key);
-    if (states === undefined) {
-      states = new Float32Array(rows.length * rowSize);
-      rows.forEach((row, index) => states!.set(row ? unconditional : conditional, index * rowSize));
-      hiddenStates.set(key, states);
-    }
-    return states;
+
+  /**
+   * Everything a frame reads, built whole and swapped in one assignment between frames, so a frame
+   * sees the parameters entirely before or entirely after an update.
+   */
+  interface FrameState {
+    readonly parameters: HotParameters;
+    readonly constants: StepConstants;
+    readonly initNoise: Float32Array;
+    readonly batch: StreamBatch;
+    readonly encoderHiddenStates: (rows: readonly boolean[]) => Float32Array;
+    readonly filter: SimilarityFilter | undefined;
+    readonly textGenerator: TorchGenerator;
+  }
+
+  const buildState = async (parameters: HotParameters, previous?: FrameState): Promise<FrameState> => {
+    const constants = schedule.streamConstants({ numInferenceSteps: parameters.num_inference_steps, tIndexList: parameters.t_index_list });
+    const n = constants.timesteps.length;
+    const sameSeed = previous !== undefined && previous.parameters.seed === parameters.seed;
+    const sameLength = previous !== undefined && previous.constants.timesteps.length === n;
+    // The original draws n·f noise slots with a denoising batch, f without.
+    const initNoise =
+      sameSeed && sameLength ? previous.initNoise : createTorchGenerator(parameters.seed).randn([useDenoisingBatch ? n * f : f, channels, latentHeight, latentWidth]);
+    const conditional = await embed(parameters.prompt);
+    const guided = parameters.guidance_scale > 1 && (cfgType === 'initialize' || cfgType === 'full');
+    const unconditional = guided ? await embed(parameters.negative_prompt) : conditional;
+    const rowSize = conditional.length;
+    const hiddenStates = new Map<string, Float32Array>();
+    const encoderHiddenStates = (rows: readonly boolean[]): Float32Array => {
+      const key = rows.map((row) => (row ? 'u' : 'c')).join('');
+      let states = hiddenStates.get(key);
+      if (states === undefined) {
+        states = new Float32Array(rows.length * rowSize);
+        rows.forEach((row, index) => states!.set(row ? unconditional : conditional, index * rowSize));
+        hiddenStates.set(key, states);
+      }
+      return states;
+    };
+    const settings = { constants, frameBufferSize: f, slotSize, cfgType, guidanceScale: parameters.guidance_scale, delta: parameters.delta, addNoise, initNoise };
+    // Same length: keep the stream's buffer and stock noise; a new length starts a new buffer (warm-up again).
+    const carried = sameLength ? previous.batch.carry() : undefined;
+    // Noise between steps without a denoising batch: the original's torch.randn_like after torch.manual_seed(seed).
+    const stepGenerator = createTorchGenerator(parameters.seed);
+    const batch = useDenoisingBatch
+      ? createStreamBatch(settings, carried)
+      : createSequentialBatch({ ...settings, stepNoise: () => stepGenerator.randn(latentShape) }, carried);
+    const sameFilter = previous !== undefined && JSON.stringify(filterOptions(previous.parameters)) === JSON.stringify(filterOptions(parameters));
+    const filterSettings = filterOptions(parameters);
+    const filter = sameFilter ? previous.filter : filterSettings === undefined ? undefined : createSimilarityFilter({ ...filterSettings, ...(randomSource === undefined ? {} : { random: randomSource }) });
+    const textGenerator = sameSeed ? previous.textGenerator : createTorchGenerator(parameters.seed);
+    return { parameters, constants, initNoise, batch, encoderHiddenStates, filter, textGenerator };
+  };
+
+  const randomSource = options.similarityFilter ? options.similarityFilter.random : undefined;
+  let state = await buildState({
+    prompt: options.prompt,
+    negative_prompt: option(options.negativePrompt, ''),
+    t_index_list: [...option(options.tIndexList, [32, 45])],
+    num_inference_steps: option(options.numInferenceSteps, 50),
+    guidance_scale: guidanceScale,
+    delta: option(options.delta, 1),
+    seed: option(options.seed, 2),
+    enable_similar_image_filter: Boolean(options.similarityFilter),
+    similar_image_filter_threshold: (options.similarityFilter ? options.similarityFilter.threshold : undefined) ?? 0.98,
+    similar_image_filter_max_skip_frame: (options.similarityFilter ? options.similarityFilter.maxSkipFrames : undefined) ?? 10,
+  });
+
+  // Frames and updates run one at a time, in call order: an update lands between frames, never in one.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = queue.then(task);
+    queue = run.catch(() => undefined);
+    return run;
   };
 
   const unet = async (request: UnetRequest): Promise<Float32Array> => {
@@ -169,7 +261,7 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
       {
         sample: hostTensor(request.latents, [request.batch, channels, latentHeight, latentWidth]),
         timestep: hostTensor(request.timesteps, [request.batch]),
-        encoder_hidden_states: hostTensor(encoderHiddenStates(request.unconditional), [request.batch, tokens, capabilities.textEmbeddingWidth]),
+        encoder_hidden_states: hostTensor(state.encoderHiddenStates(request.unconditional), [request.batch, TEXT_TOKENS, capabilities.textEmbeddingWidth]),
       },
       { read: ['out_sample'] },
     );
@@ -194,39 +286,41 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     return (await latents!.float32()).map((value) => value * scaling);
   };
 
-  const filter: SimilarityFilter | undefined = options.similarityFilter ? createSimilarityFilter(options.similarityFilter) : undefined;
   let previous: { images: Float32Array; latents: Float32Array } | undefined;
   const imageSize = 3 * height * width;
 
   const toImages = (decoded: Float32Array): RgbImage[] =>
     Array.from({ length: f }, (_, frame) => tensorToImage(decoded.subarray(frame * imageSize, (frame + 1) * imageSize), [1, 3, height, width]));
 
-  const img2imgTensor: StreamDiffusion['img2imgTensor'] = async (images) => {
-    if (images.length !== f * imageSize) {
-      throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: `[${f}, 3, ${height}, ${width}] = ${f * imageSize} values` });
-    }
-    // The filter always processes the first frame, so `previous` exists whenever it skips.
-    if (filter?.decide(images).skip === true && previous !== undefined) {
-      return { ...previous, warm: batch.warm, skipped: true };
-    }
-    const latents = addInputNoise({ constants, initNoise, frameBufferSize: f, slotSize }, await encode(images));
-    const denoised = await batch.step(latents, unet);
-    previous = { images: await decode(denoised), latents: denoised };
-    return { ...previous, warm: batch.warm, skipped: false };
-  };
+  const img2imgTensor: StreamDiffusion['img2imgTensor'] = (images) =>
+    serial(async () => {
+      if (images.length !== f * imageSize) {
+        throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: `[${f}, 3, ${height}, ${width}] = ${f * imageSize} values` });
+      }
+      const { batch, filter, constants, initNoise } = state;
+      // The filter always processes the first frame, so `previous` exists whenever it skips.
+      if (filter?.decide(images).skip === true && previous !== undefined) {
+        return { ...previous, warm: batch.warm, skipped: true };
+      }
+      const latents = addInputNoise({ constants, initNoise, frameBufferSize: f, slotSize }, await encode(images));
+      const denoised = await batch.step(latents, unet);
+      previous = { images: await decode(denoised), latents: denoised };
+      return { ...previous, warm: batch.warm, skipped: false };
+    });
 
-  const textGenerator = createTorchGenerator(option(options.seed, 2));
-  const txt2imgTensor: StreamDiffusion['txt2imgTensor'] = async () => {
-    const noise = textGenerator.randn([f, channels, latentHeight, latentWidth]);
-    const denoised = await batch.step(noise, unet);
-    return { images: await decode(denoised), latents: denoised, warm: batch.warm };
-  };
+  const txt2imgTensor: StreamDiffusion['txt2imgTensor'] = () =>
+    serial(async () => {
+      const { batch, textGenerator } = state;
+      const denoised = await batch.step(textGenerator.randn(latentShape), unet);
+      return { images: await decode(denoised), latents: denoised, warm: batch.warm };
+    });
 
-  const txt2imgOneStepTensor: StreamDiffusion['txt2imgOneStepTensor'] = async () => {
-    if (n !== 1) {
-      throw new InvalidArgumentError({ field: 't_index_list', value: options.tIndexList, expected: 'one entry for one-step txt2img' });
+  const txt2imgOneStepTensor: StreamDiffusion['txt2imgOneStepTensor'] = () => serial(() => oneStep(state));
+  const oneStep = async ({ constants, textGenerator, parameters }: FrameState): Promise<{ images: Float32Array; latents: Float32Array }> => {
+    if (constants.timesteps.length !== 1) {
+      throw new InvalidArgumentError({ field: 't_index_list', value: parameters.t_index_list, expected: 'one entry for one-step txt2img' });
     }
-    const noise = textGenerator.randn([f, channels, latentHeight, latentWidth]);
+    const noise = textGenerator.randn(latentShape);
     const timesteps = new Float32Array(f).fill(constants.timesteps[0]!);
     const prediction = await unet({ latents: noise, batch: f, timesteps, unconditional: new Array<boolean>(f).fill(false) });
     const alpha = constants.alpha[0]!;
@@ -242,6 +336,22 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     img2imgTensor,
     txt2imgTensor,
     txt2imgOneStepTensor,
+    getState: () => ({ ...state.parameters, t_index_list: [...state.parameters.t_index_list] }),
+    update(partial) {
+      const parsed = hotParametersSchema.safeParse(partial);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        const field = issue.path.map(String).join('.') || 'update';
+        throw new InvalidArgumentError({ field, value: valueAt(partial, issue.path), expected: issue.message });
+      }
+      const changes = parsed.data as Partial<HotParameters>;
+      return serial(async () => {
+        const next: HotParameters = { ...state.parameters, ...changes, t_index_list: [...(changes.t_index_list ?? state.parameters.t_index_list)] };
+        const applied = (Object.keys(changes) as (keyof HotParameters)[]).filter((key) => JSON.stringify(changes[key]) !== JSON.stringify(state.parameters[key]));
+        if (applied.length > 0) state = await buildState(next, state);
+        return { applied };
+      });
+    },
     async img2img(frames) {
       const list = Array.isArray(frames) ? (frames as readonly ImageSource[]) : [frames as ImageSource];
       if (list.length !== f) throw new InvalidArgumentError({ field: 'frames', value: `${list.length} frames`, expected: `frame_buffer_size = ${f} frames` });

@@ -1,0 +1,100 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../errors/errors.js';
+import { loadModel, type LoadedModel } from '../model-folder/load-model.js';
+import { createRuntime, type Runtime } from '../runtime/runtime.js';
+import { FIXTURES } from '../../test-support/goldens.js';
+import { goldenFrames } from '../../test-support/stream-goldens.js';
+import { createStreamDiffusion } from './stream-diffusion.js';
+
+const size = 3 * 64 * 64;
+const frame = (index: number) => goldenFrames(index, 1, size);
+const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((value, index) => value === b[index]);
+
+describe('live parameter updates', () => {
+  let runtime: Runtime;
+  let model: LoadedModel;
+  beforeAll(async () => {
+    runtime = await createRuntime({ device: 'cpu' });
+    model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
+  });
+  afterAll(async () => {
+    await model.dispose();
+    await runtime.dispose();
+  });
+
+  const make = () => createStreamDiffusion({ model, prompt: 'a lighthouse', negativePrompt: 'blurry', cfgType: 'full', guidanceScale: 1.5, tIndexList: [20, 40], width: 64, height: 64 });
+
+  it('never computes a frame with a half-applied update, even when frames and updates race', async () => {
+    // Racing: nothing awaited between the calls.
+    const racing = await make();
+    const first = racing.img2imgTensor(frame(0));
+    const update = racing.update({ prompt: 'a red boat', guidance_scale: 2.5 });
+    const second = racing.img2imgTensor(frame(1));
+    const [a, , b] = await Promise.all([first, update, second]);
+
+    // Reference: the same calls one after another.
+    const serial = await make();
+    const a1 = await serial.img2imgTensor(frame(0));
+    await serial.update({ prompt: 'a red boat', guidance_scale: 2.5 });
+    const b1 = await serial.img2imgTensor(frame(1));
+    expect(same(a.latents, a1.latents)).toBe(true);
+    expect(same(b.latents, b1.latents)).toBe(true);
+
+    // A half-applied update (the prompt without the guidance) gives another frame, so equality above is meaningful.
+    const half = await make();
+    await half.img2imgTensor(frame(0));
+    await half.update({ prompt: 'a red boat' });
+    expect(same(b.latents, (await half.img2imgTensor(frame(1))).latents)).toBe(false);
+  });
+
+  it('refuses a bad value naming the key, and leaves the stream exactly as it was', async () => {
+    const stream = await make();
+    const untouched = await make();
+    await stream.img2imgTensor(frame(0));
+    await untouched.img2imgTensor(frame(0));
+    const before = stream.getState();
+    expect(() => stream.update({ guidance_scale: -3 })).toThrow(InvalidArgumentError);
+    expect(() => stream.update({ t_index_list: [10, 'x' as unknown as number] })).toThrow(/t_index_list\.1/);
+    expect(() => stream.update({ width: 128 } as never)).toThrow(InvalidArgumentError);
+    await expect(stream.update({ t_index_list: [10, 60] })).rejects.toThrow(/tIndexList/);
+    expect(stream.getState()).toEqual(before);
+    expect(same((await stream.img2imgTensor(frame(1))).latents, (await untouched.img2imgTensor(frame(1))).latents)).toBe(true);
+  });
+
+  it('reports only what changed, and getState round-trips', async () => {
+    const stream = await make();
+    expect((await stream.update(stream.getState())).applied).toEqual([]);
+    expect((await stream.update({ delta: 0.5, seed: 2 })).applied).toEqual(['delta']);
+    expect(stream.getState()).toMatchObject({ delta: 0.5, seed: 2, prompt: 'a lighthouse', t_index_list: [20, 40] });
+  });
+
+  it('keeps the stream warm for a t_index_list of the same length, and restarts warm-up for a new length', async () => {
+    const stream = await make();
+    await stream.img2imgTensor(frame(0));
+    expect((await stream.img2imgTensor(frame(1))).warm).toBe(true);
+    await stream.update({ t_index_list: [10, 30] });
+    expect((await stream.img2imgTensor(frame(2))).warm).toBe(true);
+    await stream.update({ t_index_list: [10, 30, 45] });
+    expect((await stream.img2imgTensor(frame(3))).warm).toBe(false);
+  });
+
+  it('encodes each prompt once, however often it comes back', async () => {
+    let encodes = 0;
+    const counting: LoadedModel = {
+      ...model,
+      prompts: {
+        ...model.prompts,
+        encode: (prompt) => {
+          encodes += 1;
+          return model.prompts.encode(prompt);
+        },
+      },
+    };
+    const stream = await createStreamDiffusion({ model: counting, prompt: 'a', tIndexList: [20], width: 64, height: 64 });
+    await stream.update({ prompt: 'b' });
+    await stream.update({ prompt: 'a' });
+    await stream.update({ prompt: 'b', guidance_scale: 1.1 });
+    expect(encodes).toBe(2);
+  });
+});
