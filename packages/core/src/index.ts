@@ -96,6 +96,7 @@ export {
 export {
   createStreamDiffusion,
   type HotParameters,
+  type ReloadParameters,
   type StreamDiffusion,
   type StreamDiffusionOptions,
   type StreamDiffusionResult,

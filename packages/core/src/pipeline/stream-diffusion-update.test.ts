@@ -56,16 +56,18 @@ describe('live parameter updates', () => {
     const before = stream.getState();
     expect(() => stream.update({ guidance_scale: -3 })).toThrow(InvalidArgumentError);
     expect(() => stream.update({ t_index_list: [10, 'x' as unknown as number] })).toThrow(/t_index_list\.1/);
-    expect(() => stream.update({ width: 128 } as never)).toThrow(InvalidArgumentError);
+    expect(() => stream.update({ width: 100 })).toThrow(/width: expected/);
+    expect(() => stream.update({ strength: 1 } as never)).toThrow(InvalidArgumentError);
     await expect(stream.update({ t_index_list: [10, 60] })).rejects.toThrow(/tIndexList/);
     expect(stream.getState()).toEqual(before);
     expect(same((await stream.img2imgTensor(frame(1))).latents, (await untouched.img2imgTensor(frame(1))).latents)).toBe(true);
   });
 
-  it('reports only what changed, and getState round-trips', async () => {
+  it('reports only what changed and what needs a reload, and getState round-trips', async () => {
     const stream = await make();
-    expect((await stream.update(stream.getState())).applied).toEqual([]);
-    expect((await stream.update({ delta: 0.5, seed: 2 })).applied).toEqual(['delta']);
+    expect(await stream.update(stream.getState())).toEqual({ applied: [], needsReload: [] });
+    expect(await stream.update({ delta: 0.5, seed: 2, width: 128, cfg_type: 'full' })).toEqual({ applied: ['delta'], needsReload: ['width'] });
+    expect(stream.getState()).toMatchObject({ width: 64, cfg_type: 'full' });
     expect(stream.getState()).toMatchObject({ delta: 0.5, seed: 2, prompt: 'a lighthouse', t_index_list: [20, 40] });
   });
 

@@ -82,16 +82,20 @@ export interface StreamDiffusion {
    * noise in a single UNet call, no stream state. Needs a t_index_list of length 1.
    */
   txt2imgOneStepTensor(): Promise<{ readonly images: Float32Array; readonly latents: Float32Array }>;
-  /** The hot parameters in force (snake_case, as config files write them); feeds back into `update`. */
-  getState(): HotParameters;
+  /** The parameters in force (snake_case, as config files write them); feeds back into `update`. */
+  getState(): HotParameters & ReloadParameters;
   /**
    * Changes hot parameters while the stream runs. Validated first (a bad value raises
    * `InvalidArgumentError` naming the key, and nothing changes); applied whole between two frames,
    * never during one; only what changed is recomputed (a new prompt is encoded, a new seed redraws
    * the noise, a t_index_list of the same length keeps the stream's buffer, a new length restarts
-   * it). Resolves with the keys whose value changed. Reload-only keys (width, cfg_type, …) are refused.
+   * it). Resolves with the hot keys whose value changed (`applied`) and the reload keys (width,
+   * cfg_type, …) whose new value needs a new pipeline (`needsReload`; not applied).
    */
-  update(partial: Partial<HotParameters>): Promise<{ readonly applied: readonly (keyof HotParameters)[] }>;
+  update(partial: Partial<HotParameters & ReloadParameters>): Promise<{
+    readonly applied: readonly (keyof HotParameters)[];
+    readonly needsReload: readonly (keyof ReloadParameters)[];
+  }>;
   readonly width: number;
   readonly height: number;
   readonly frameBufferSize: number;
@@ -111,11 +115,28 @@ const hotParametersSchema = z
     similar_image_filter_threshold: streamParametersShape.similar_image_filter_threshold.unwrap(),
     similar_image_filter_max_skip_frame: streamParametersShape.similar_image_filter_max_skip_frame.unwrap(),
   })
-  .partial()
-  .strict();
+  .partial();
 
 /** The hot parameters, all present. */
 export type HotParameters = Required<z.output<typeof hotParametersSchema>>;
+
+/** Parameters fixed for a pipeline's life: changing one means a new pipeline. */
+const reloadParametersSchema = z
+  .object({
+    width: streamParametersShape.width.unwrap(),
+    height: streamParametersShape.height.unwrap(),
+    frame_buffer_size: streamParametersShape.frame_buffer_size.unwrap(),
+    cfg_type: streamParametersShape.cfg_type.unwrap(),
+    do_add_noise: streamParametersShape.do_add_noise.unwrap(),
+    use_denoising_batch: streamParametersShape.use_denoising_batch.unwrap(),
+  })
+  .partial();
+
+/** The reload parameters, all present. */
+export type ReloadParameters = Required<z.output<typeof reloadParametersSchema>>;
+
+/** What `update` accepts: any hot or reload parameter, and nothing else. */
+const updateSchema = hotParametersSchema.extend(reloadParametersSchema.shape).strict();
 
 function filterOptions(parameters: HotParameters): { threshold: number; maxSkipFrames: number } | undefined {
   return parameters.enable_similar_image_filter
@@ -163,6 +184,7 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
   const useDenoisingBatch = option(options.useDenoisingBatch, true);
   const addNoise = option(options.addNoise, true);
   const latentShape = [f, channels, latentHeight, latentWidth];
+  const reloadParameters: ReloadParameters = { width, height, frame_buffer_size: f, cfg_type: cfgType, do_add_noise: addNoise, use_denoising_batch: useDenoisingBatch };
 
   // Prompt embeddings, computed once per distinct prompt (an update re-encodes only a new prompt).
   const embeddings = new Map<string, Promise<Float32Array>>();
@@ -336,20 +358,24 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     img2imgTensor,
     txt2imgTensor,
     txt2imgOneStepTensor,
-    getState: () => ({ ...state.parameters, t_index_list: [...state.parameters.t_index_list] }),
+    getState: () => ({ ...state.parameters, t_index_list: [...state.parameters.t_index_list], ...reloadParameters }),
     update(partial) {
-      const parsed = hotParametersSchema.safeParse(partial);
+      const parsed = updateSchema.safeParse(partial);
       if (!parsed.success) {
         const issue = parsed.error.issues[0]!;
         const field = issue.path.map(String).join('.') || 'update';
         throw new InvalidArgumentError({ field, value: valueAt(partial, issue.path), expected: issue.message });
       }
-      const changes = parsed.data as Partial<HotParameters>;
+      const hotKeys = new Set(Object.keys(hotParametersSchema.shape));
+      const changes = Object.fromEntries(Object.entries(parsed.data).filter(([key]) => hotKeys.has(key))) as Partial<HotParameters>;
+      const needsReload = (Object.keys(reloadParameters) as (keyof ReloadParameters)[]).filter(
+        (key) => key in parsed.data && parsed.data[key] !== reloadParameters[key],
+      );
       return serial(async () => {
         const next: HotParameters = { ...state.parameters, ...changes, t_index_list: [...(changes.t_index_list ?? state.parameters.t_index_list)] };
         const applied = (Object.keys(changes) as (keyof HotParameters)[]).filter((key) => JSON.stringify(changes[key]) !== JSON.stringify(state.parameters[key]));
         if (applied.length > 0) state = await buildState(next, state);
-        return { applied };
+        return { applied, needsReload };
       });
     },
     async img2img(frames) {
