@@ -82,6 +82,8 @@ describe('loadConfig', () => {
       seed: 42,
       addNoise: false,
       useDenoisingBatch: false,
+      normalizePromptWeights: true,
+      normalizeSeedWeights: true,
       similarityFilter: { threshold: 0.95, maxSkipFrames: 3 },
     });
   });
@@ -120,7 +122,6 @@ describe('loadConfig', () => {
       ['unsupported-key', 'use_lcm_lora', 8],
       ['unsupported-key', 'ipadapters', 9],
       ['unknown-key', 'favourite_colour', 10],
-      ['not-applied', 'prompt_blending', 11],
       ['unsupported-key', 'acceleration', 2],
     ]);
     expect(warnings[0]!.message).toBe(`${file}:3: controlnets: ignored: ControlNets are not supported yet`);
@@ -204,7 +205,8 @@ describe('saveConfig', () => {
       const again = await loadConfig(file);
       expect(loaded.config).toEqual(again.config);
       expect(loaded.config).toMatchObject(config);
-      expect(loaded.warnings.map((warning) => warning.kind)).toEqual(['not-applied', 'not-applied']);
+      // Blending is applied by the pipeline now: no warnings.
+      expect(loaded.warnings).toEqual([]);
       // Saving the loaded config gives the same file: nothing drifts on a second round.
       const text = await readFile(file, 'utf8');
       await saveConfig(file, loaded.config);

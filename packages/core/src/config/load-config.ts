@@ -68,8 +68,6 @@ export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.
   // Some forks read top-level prompt_list / seed_list as well; one spelling keeps configs comparable.
   prompt_list: 'write it as prompt_blending: { prompt_list: [...] }',
   seed_list: 'write it as seed_blending: { seed_list: [...] }',
-  normalize_prompt_weights: 'prompt blending is not applied yet',
-  normalize_seed_weights: 'seed blending is not applied yet',
   skip_diffusion: 'skipping diffusion is not supported',
   image_preprocessing: 'processing hooks are not supported yet',
   image_postprocessing: 'processing hooks are not supported yet',
@@ -84,14 +82,8 @@ export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.
   sampler: 'the scheduler is LCM, as in the original',
 });
 
-/** Keys that validate but that the pipeline does not act on yet. */
-const NOT_APPLIED_KEYS: Readonly<Record<string, string>> = Object.freeze({
-  prompt_blending: 'validated, but prompt blending is not applied by the pipeline yet',
-  seed_blending: 'validated, but seed blending is not applied by the pipeline yet',
-});
-
 /** Why a config key was not (fully) honoured. */
-export type ConfigWarningKind = 'unknown-key' | 'unsupported-key' | 'not-applied';
+export type ConfigWarningKind = 'unknown-key' | 'unsupported-key';
 
 /** A key in a config file that was not (fully) honoured, and where it is. */
 export interface ConfigWarning {
@@ -256,7 +248,6 @@ export async function loadConfig(path: string, options: LoadConfigOptions = {}):
   for (const [key, value] of Object.entries(raw)) {
     if (key in known) {
       honoured[key] = value;
-      if (key in NOT_APPLIED_KEYS && value !== undefined && value !== null) warn('not-applied', key, NOT_APPLIED_KEYS[key]!);
     } else if (key in UNSUPPORTED_CONFIG_KEYS) {
       warn('unsupported-key', key, `ignored: ${UNSUPPORTED_CONFIG_KEYS[key]!}`);
     } else {
@@ -310,6 +301,10 @@ export function configToStreamDiffusionOptions(config: StreamDiffusionConfig): O
     seed: config.seed,
     addNoise: config.do_add_noise,
     useDenoisingBatch: config.use_denoising_batch,
+    ...(config.prompt_blending === undefined ? {} : { promptBlending: config.prompt_blending }),
+    ...(config.seed_blending === undefined ? {} : { seedBlending: config.seed_blending }),
+    normalizePromptWeights: config.normalize_prompt_weights,
+    normalizeSeedWeights: config.normalize_seed_weights,
     similarityFilter: config.enable_similar_image_filter
       ? { threshold: config.similar_image_filter_threshold, maxSkipFrames: config.similar_image_filter_max_skip_frame }
       : false,

@@ -21,6 +21,8 @@ describe('streamParametersSchema', () => {
       enable_similar_image_filter: false,
       similar_image_filter_threshold: 0.98,
       similar_image_filter_max_skip_frame: 10,
+      normalize_prompt_weights: true,
+      normalize_seed_weights: true,
     });
   });
 
@@ -38,6 +40,8 @@ describe('streamParametersSchema', () => {
       similar_image_filter_max_skip_frame: 'hot',
       prompt_blending: 'hot',
       seed_blending: 'hot',
+      normalize_prompt_weights: 'hot',
+      normalize_seed_weights: 'hot',
       width: 'reload',
       height: 'reload',
       cfg_type: 'reload',

@@ -125,14 +125,16 @@ export const streamParametersShape = {
     ),
     prompt_blending: parameter(
       promptBlending.optional(),
-      'Weighted prompts: a list of [prompt, weight ≥ 0], or { prompt_list, interpolation_method: linear | slerp }. Validated; not applied by the pipeline yet.',
+      'Weighted prompts instead of prompt: a list of [prompt, weight ≥ 0], or { prompt_list, interpolation_method: linear | slerp } (slerp, the default, applies to exactly two prompts; more are summed).',
       'hot',
     ),
     seed_blending: parameter(
       seedBlending.optional(),
-      'Weighted seeds: a list of [seed, weight ≥ 0], or { seed_list, interpolation_method: linear | slerp }. Validated; not applied by the pipeline yet.',
+      'Weighted seeds instead of seed: a list of [seed, weight ≥ 0], or { seed_list, interpolation_method }: per-seed noise summed by weight and rescaled to the mean norm.',
       'hot',
     ),
+    normalize_prompt_weights: parameter(z.boolean().default(true), 'Divide prompt_blending weights by their sum.', 'hot'),
+    normalize_seed_weights: parameter(z.boolean().default(true), 'Divide seed_blending weights by their sum.', 'hot'),
 };
 
 /**

@@ -99,4 +99,19 @@ describe('live parameter updates', () => {
     await stream.update({ prompt: 'b', guidance_scale: 1.1 });
     expect(encodes).toBe(2);
   });
+
+  it('blends prompts and seeds: one weighted item equals the plain setting, two change the stream', async () => {
+    const options = { model, cfgType: 'self' as const, tIndexList: [20, 40], width: 64, height: 64 };
+    const plain = await createStreamDiffusion({ ...options, prompt: 'a lighthouse', seed: 7 });
+    const single = await createStreamDiffusion({ ...options, prompt: 'ignored', seed: 1, promptBlending: [['a lighthouse', 3]], seedBlending: [[7, 2]] });
+    const a = (await plain.img2imgTensor(frame(0))).latents;
+    const b = (await single.img2imgTensor(frame(0))).latents;
+    expect(Math.max(...a.map((value, index) => Math.abs(value - b[index]!)))).toBeLessThan(1e-5);
+
+    const mixed = await createStreamDiffusion({ ...options, prompt: 'a lighthouse', seed: 7 });
+    const { applied } = await mixed.update({ prompt_blending: { prompt_list: [['a lighthouse', 1], ['a red boat', 1]], interpolation_method: 'slerp' }, seed_blending: [[7, 1], [8, 1]] });
+    expect(applied).toEqual(['prompt_blending', 'seed_blending']);
+    expect(same((await mixed.img2imgTensor(frame(0))).latents, a)).toBe(false);
+    await expect(mixed.update({ seed_blending: [[7, 0]] })).rejects.toThrow(/seed_blending: expected one or more weights >= 0 with a positive sum/);
+  });
 });

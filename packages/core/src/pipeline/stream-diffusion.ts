@@ -13,6 +13,7 @@ import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createSimilarityFilter, type SimilarityFilter, type SimilarityFilterOptions } from '../stream/similarity-filter.js';
 import { streamParametersShape } from '../config/stream-parameters.js';
 import { z } from 'zod';
+import { blendEmbeddings, blendNoise, blendWeights } from './blending.js';
 import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type StreamBatch, type UnetRequest } from './stream-batch.js';
 
 /** Options of {@link createStreamDiffusion}; defaults are the Python original's. */
@@ -45,6 +46,13 @@ export interface StreamDiffusionOptions {
    * batch), or run the steps one call after another per frame (false: no warm-up, n calls per frame).
    */
   readonly useDenoisingBatch?: boolean;
+  /** Weighted prompts instead of `prompt` (the config's `prompt_blending` forms). */
+  readonly promptBlending?: HotParameters['prompt_blending'];
+  /** Weighted seeds instead of `seed` (the config's `seed_blending` forms). */
+  readonly seedBlending?: HotParameters['seed_blending'];
+  /** Divide blending weights by their sum. Default true. */
+  readonly normalizePromptWeights?: boolean;
+  readonly normalizeSeedWeights?: boolean;
   /** Skip near-identical input frames (img2img only); off by default. */
   readonly similarityFilter?: SimilarityFilterOptions | false;
 }
@@ -114,11 +122,28 @@ const hotParametersSchema = z
     enable_similar_image_filter: streamParametersShape.enable_similar_image_filter.unwrap(),
     similar_image_filter_threshold: streamParametersShape.similar_image_filter_threshold.unwrap(),
     similar_image_filter_max_skip_frame: streamParametersShape.similar_image_filter_max_skip_frame.unwrap(),
+    prompt_blending: streamParametersShape.prompt_blending,
+    seed_blending: streamParametersShape.seed_blending,
+    normalize_prompt_weights: streamParametersShape.normalize_prompt_weights.unwrap(),
+    normalize_seed_weights: streamParametersShape.normalize_seed_weights.unwrap(),
   })
   .partial();
 
-/** The hot parameters, all present. */
-export type HotParameters = Required<z.output<typeof hotParametersSchema>>;
+/** The hot parameters; blending lists are absent when not in use. */
+export type HotParameters = Required<Omit<z.output<typeof hotParametersSchema>, 'prompt_blending' | 'seed_blending'>> &
+  Pick<z.output<typeof hotParametersSchema>, 'prompt_blending' | 'seed_blending'>;
+
+/** A blending setting in its list form with its method. */
+function blendingList<T>(
+  setting: readonly (readonly [T, number])[] | { readonly interpolation_method: 'linear' | 'slerp' } | undefined,
+  listKey: 'prompt_list' | 'seed_list',
+  fallbackMethod: 'linear' | 'slerp',
+): { readonly items: readonly (readonly [T, number])[]; readonly method: 'linear' | 'slerp' } | undefined {
+  if (setting === undefined) return undefined;
+  if (Array.isArray(setting)) return { items: setting as readonly (readonly [T, number])[], method: fallbackMethod };
+  const object = setting as Record<string, unknown> & { interpolation_method: 'linear' | 'slerp' };
+  return { items: object[listKey] as readonly (readonly [T, number])[], method: object.interpolation_method };
+}
 
 /** Parameters fixed for a pipeline's life: changing one means a new pipeline. */
 const reloadParametersSchema = z
@@ -220,12 +245,30 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
   const buildState = async (parameters: HotParameters, previous?: FrameState): Promise<FrameState> => {
     const constants = schedule.streamConstants({ numInferenceSteps: parameters.num_inference_steps, tIndexList: parameters.t_index_list });
     const n = constants.timesteps.length;
-    const sameSeed = previous !== undefined && previous.parameters.seed === parameters.seed;
+    const noiseKey = (p: HotParameters) => JSON.stringify([p.seed, p.seed_blending, p.normalize_seed_weights]);
+    const sameSeed = previous !== undefined && noiseKey(previous.parameters) === noiseKey(parameters);
     const sameLength = previous !== undefined && previous.constants.timesteps.length === n;
     // The original draws n·f noise slots with a denoising batch, f without.
+    const noiseShape = [useDenoisingBatch ? n * f : f, channels, latentHeight, latentWidth];
+    const seeds = blendingList(parameters.seed_blending, 'seed_list', 'linear');
     const initNoise =
-      sameSeed && sameLength ? previous.initNoise : createTorchGenerator(parameters.seed).randn([useDenoisingBatch ? n * f : f, channels, latentHeight, latentWidth]);
-    const conditional = await embed(parameters.prompt);
+      sameSeed && sameLength
+        ? previous.initNoise
+        : seeds === undefined
+          ? createTorchGenerator(parameters.seed).randn(noiseShape)
+          : blendNoise(
+              seeds.items.map(([seed]) => createTorchGenerator(seed).randn(noiseShape)),
+              blendWeights(seeds.items.map(([, weight]) => weight), { field: 'seed_blending', normalize: parameters.normalize_seed_weights }),
+            );
+    const prompts = blendingList(parameters.prompt_blending, 'prompt_list', 'slerp');
+    const conditional =
+      prompts === undefined
+        ? await embed(parameters.prompt)
+        : blendEmbeddings(
+            await Promise.all(prompts.items.map(([prompt]) => embed(prompt))),
+            blendWeights(prompts.items.map(([, weight]) => weight), { field: 'prompt_blending', normalize: parameters.normalize_prompt_weights }),
+            prompts.method,
+          );
     const guided = parameters.guidance_scale > 1 && (cfgType === 'initialize' || cfgType === 'full');
     const unconditional = guided ? await embed(parameters.negative_prompt) : conditional;
     const rowSize = conditional.length;
@@ -267,6 +310,10 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     enable_similar_image_filter: Boolean(options.similarityFilter),
     similar_image_filter_threshold: (options.similarityFilter ? options.similarityFilter.threshold : undefined) ?? 0.98,
     similar_image_filter_max_skip_frame: (options.similarityFilter ? options.similarityFilter.maxSkipFrames : undefined) ?? 10,
+    prompt_blending: options.promptBlending,
+    seed_blending: options.seedBlending,
+    normalize_prompt_weights: option(options.normalizePromptWeights, true),
+    normalize_seed_weights: option(options.normalizeSeedWeights, true),
   });
 
   // Frames and updates run one at a time, in call order: an update lands between frames, never in one.
