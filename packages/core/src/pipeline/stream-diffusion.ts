@@ -240,6 +240,7 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     readonly encoderHiddenStates: (rows: readonly boolean[]) => Float32Array;
     readonly filter: SimilarityFilter | undefined;
     readonly textGenerator: TorchGenerator;
+    readonly stepGenerator: TorchGenerator;
   }
 
   const buildState = async (parameters: HotParameters, previous?: FrameState): Promise<FrameState> => {
@@ -287,7 +288,7 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     // Same length: keep the stream's buffer and stock noise; a new length starts a new buffer (warm-up again).
     const carried = sameLength ? previous.batch.carry() : undefined;
     // Noise between steps without a denoising batch: the original's torch.randn_like after torch.manual_seed(seed).
-    const stepGenerator = createTorchGenerator(parameters.seed);
+    const stepGenerator = sameSeed ? previous.stepGenerator : createTorchGenerator(parameters.seed);
     const batch = useDenoisingBatch
       ? createStreamBatch(settings, carried)
       : createSequentialBatch({ ...settings, stepNoise: () => stepGenerator.randn(latentShape) }, carried);
@@ -295,7 +296,7 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
     const filterSettings = filterOptions(parameters);
     const filter = sameFilter ? previous.filter : filterSettings === undefined ? undefined : createSimilarityFilter({ ...filterSettings, ...(randomSource === undefined ? {} : { random: randomSource }) });
     const textGenerator = sameSeed ? previous.textGenerator : createTorchGenerator(parameters.seed);
-    return { parameters, constants, initNoise, batch, encoderHiddenStates, filter, textGenerator };
+    return { parameters, constants, initNoise, batch, encoderHiddenStates, filter, textGenerator, stepGenerator };
   };
 
   const randomSource = options.similarityFilter ? options.similarityFilter.random : undefined;
