@@ -55,10 +55,11 @@ const seedBlending = z.union([
 ]);
 
 /**
- * The pipeline's parameters, field by field, for schemas that add keys (the config file's). Defaults are the pipeline's own (the Python original's), so a config
- * that leaves a key out gets what `createStreamDiffusion` would have chosen.
+ * The parameters a running stream changes between frames (`stream.update`), field by field.
+ * Defaults are the pipeline's own (the Python original's), so a config that leaves a key out gets
+ * what `createStreamDiffusion` would have chosen.
  */
-export const streamParametersShape = {
+export const hotParametersShape = {
     prompt: parameter(z.string().default(''), 'Prompt the output follows (text, CLIP-tokenized; longer than 77 tokens is truncated).', 'hot'),
     negative_prompt: parameter(
       z.string().default(''),
@@ -75,22 +76,6 @@ export const streamParametersShape = {
       'Length of the LCM schedule that t_index_list points into (steps, integer 1–1000).',
       'hot',
     ),
-    width: parameter(
-      z.int().min(8).max(8192).multipleOf(8).default(512),
-      'Output width in pixels (integer, multiple of 8; SD-family models need a multiple of 64, checked when the pipeline is built).',
-      'reload',
-    ),
-    height: parameter(
-      z.int().min(8).max(8192).multipleOf(8).default(512),
-      'Output height in pixels (integer, multiple of 8; SD-family models need a multiple of 64, checked when the pipeline is built).',
-      'reload',
-    ),
-    frame_buffer_size: parameter(z.int().min(1).max(64).default(1), 'Frames per call, f (integer 1–64).', 'reload'),
-    cfg_type: parameter(
-      z.enum(CFG_TYPES).default('self'),
-      'Classifier-free guidance variant: none, self (RCFG self-negative), initialize (RCFG onetime-negative) or full.',
-      'reload',
-    ),
     guidance_scale: parameter(
       z.number().min(0).max(100).default(1.2),
       'Guidance scale γ (0–100); guidance is active only above 1.',
@@ -101,12 +86,6 @@ export const streamParametersShape = {
       z.int().default(2),
       'Noise seed, as torch.Generator().manual_seed(seed) (safe integer; negative values wrap to uint64 like torch).',
       'hot',
-    ),
-    do_add_noise: parameter(z.boolean().default(true), 'Re-noise the stream buffer between denoising steps.', 'reload'),
-    use_denoising_batch: parameter(
-      z.boolean().default(true),
-      'Denoise every step of every frame in one UNet call (stream batch), or step by step per frame.',
-      'reload',
     ),
     enable_similar_image_filter: parameter(
       z.boolean().default(false),
@@ -136,6 +115,47 @@ export const streamParametersShape = {
     normalize_prompt_weights: parameter(z.boolean().default(true), 'Divide prompt_blending weights by their sum.', 'hot'),
     normalize_seed_weights: parameter(z.boolean().default(true), 'Divide seed_blending weights by their sum.', 'hot'),
 };
+
+/** The parameters fixed for a pipeline's life: changing one needs a new pipeline. */
+export const reloadParametersShape = {
+    width: parameter(
+      z.int().min(8).max(8192).multipleOf(8).default(512),
+      'Output width in pixels (integer, multiple of 8; SD-family models need a multiple of 64, checked when the pipeline is built).',
+      'reload',
+    ),
+    height: parameter(
+      z.int().min(8).max(8192).multipleOf(8).default(512),
+      'Output height in pixels (integer, multiple of 8; SD-family models need a multiple of 64, checked when the pipeline is built).',
+      'reload',
+    ),
+    frame_buffer_size: parameter(z.int().min(1).max(64).default(1), 'Frames per call, f (integer 1–64).', 'reload'),
+    cfg_type: parameter(
+      z.enum(CFG_TYPES).default('self'),
+      'Classifier-free guidance variant: none, self (RCFG self-negative), initialize (RCFG onetime-negative) or full.',
+      'reload',
+    ),
+    do_add_noise: parameter(z.boolean().default(true), 'Re-noise the stream buffer between denoising steps.', 'reload'),
+    use_denoising_batch: parameter(
+      z.boolean().default(true),
+      'Denoise every step of every frame in one UNet call (stream batch), or step by step per frame.',
+      'reload',
+    ),
+};
+
+/** Every pipeline parameter, for schemas that add keys (the config file's). */
+export const streamParametersShape = { ...hotParametersShape, ...reloadParametersShape };
+
+/** A shape's fields without their defaults, for partial updates where an absent key means "unchanged". */
+export type WithoutDefaults<Shape extends Record<string, z.ZodType>> = {
+  [Key in keyof Shape]: Shape[Key] extends z.ZodDefault<infer Inner> ? Inner : Shape[Key];
+};
+
+/** Strips `.default()` from each field (a default would turn "not given" into "reset"). */
+export function withoutDefaults<Shape extends Record<string, z.ZodType>>(shape: Shape): WithoutDefaults<Shape> {
+  return Object.fromEntries(
+    Object.entries(shape).map(([key, field]) => [key, field instanceof z.ZodDefault ? field.unwrap() : field]),
+  ) as WithoutDefaults<Shape>;
+}
 
 /**
  * Cross-field rule: the schedule has num_inference_steps entries, and an index past it would

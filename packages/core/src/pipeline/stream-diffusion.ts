@@ -11,7 +11,7 @@ import { TEXT_TOKENS } from '../model-folder/unet-inputs.js';
 import { hostTensor } from '../runtime/host-tensor.js';
 import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createSimilarityFilter, type SimilarityFilter, type SimilarityFilterOptions } from '../stream/similarity-filter.js';
-import { streamParametersShape } from '../config/stream-parameters.js';
+import { hotParametersShape, reloadParametersShape, withoutDefaults } from '../config/stream-parameters.js';
 import { z } from 'zod';
 import { blendEmbeddings, blendNoise, blendWeights } from './blending.js';
 import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type StreamBatch, type UnetRequest } from './stream-batch.js';
@@ -109,25 +109,8 @@ export interface StreamDiffusion {
   readonly frameBufferSize: number;
 }
 
-/** The parameters `update` changes while a stream runs: every `hot` field of the parameter schema. */
-const hotParametersSchema = z
-  .object({
-    prompt: streamParametersShape.prompt.unwrap(),
-    negative_prompt: streamParametersShape.negative_prompt.unwrap(),
-    t_index_list: streamParametersShape.t_index_list.unwrap(),
-    num_inference_steps: streamParametersShape.num_inference_steps.unwrap(),
-    guidance_scale: streamParametersShape.guidance_scale.unwrap(),
-    delta: streamParametersShape.delta.unwrap(),
-    seed: streamParametersShape.seed.unwrap(),
-    enable_similar_image_filter: streamParametersShape.enable_similar_image_filter.unwrap(),
-    similar_image_filter_threshold: streamParametersShape.similar_image_filter_threshold.unwrap(),
-    similar_image_filter_max_skip_frame: streamParametersShape.similar_image_filter_max_skip_frame.unwrap(),
-    prompt_blending: streamParametersShape.prompt_blending,
-    seed_blending: streamParametersShape.seed_blending,
-    normalize_prompt_weights: streamParametersShape.normalize_prompt_weights.unwrap(),
-    normalize_seed_weights: streamParametersShape.normalize_seed_weights.unwrap(),
-  })
-  .partial();
+/** The parameters `update` changes while a stream runs: the `hot` fields of the parameter schema. */
+const hotParametersSchema = z.object(withoutDefaults(hotParametersShape)).partial();
 
 /** The hot parameters; blending lists are absent when not in use. */
 export type HotParameters = Required<Omit<z.output<typeof hotParametersSchema>, 'prompt_blending' | 'seed_blending'>> &
@@ -145,17 +128,8 @@ function blendingList<T>(
   return { items: object[listKey] as readonly (readonly [T, number])[], method: object.interpolation_method };
 }
 
-/** Parameters fixed for a pipeline's life: changing one means a new pipeline. */
-const reloadParametersSchema = z
-  .object({
-    width: streamParametersShape.width.unwrap(),
-    height: streamParametersShape.height.unwrap(),
-    frame_buffer_size: streamParametersShape.frame_buffer_size.unwrap(),
-    cfg_type: streamParametersShape.cfg_type.unwrap(),
-    do_add_noise: streamParametersShape.do_add_noise.unwrap(),
-    use_denoising_batch: streamParametersShape.use_denoising_batch.unwrap(),
-  })
-  .partial();
+/** Parameters fixed for a pipeline's life: the `reload` fields of the parameter schema. */
+const reloadParametersSchema = z.object(withoutDefaults(reloadParametersShape)).partial();
 
 /** The reload parameters, all present. */
 export type ReloadParameters = Required<z.output<typeof reloadParametersSchema>>;
