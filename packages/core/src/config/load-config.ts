@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { StreamDiffusionOptions } from '../pipeline/stream-diffusion.js';
 import { ConfigError } from './config-error.js';
 import { checkScheduleIndices, streamParametersShape } from './stream-parameters.js';
+import { valueAt } from './value-at.js';
 
 /** Acceleration values of the Python forks; only `none` runs here (no TensorRT engines, no xformers). */
 export const ACCELERATIONS = Object.freeze(['none', 'xformers', 'tensorrt', 'sfast'] as const);
@@ -157,16 +158,6 @@ function describeValue(value: unknown): string {
   } catch {
     return typeof value;
   }
-}
-
-/** The value at `path` in the raw file, for the error message's "got". */
-function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
-  let value = raw;
-  for (const segment of path) {
-    if (typeof value !== 'object' || value === null) return undefined;
-    value = (value as Record<PropertyKey, unknown>)[segment];
-  }
-  return value;
 }
 
 /** The field's own description, so the error says what the key is for as well as what failed. */

@@ -11,7 +11,8 @@ import { TEXT_TOKENS } from '../model-folder/unet-inputs.js';
 import { hostTensor } from '../runtime/host-tensor.js';
 import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createSimilarityFilter, type SimilarityFilter, type SimilarityFilterOptions } from '../stream/similarity-filter.js';
-import { hotParametersShape, reloadParametersShape, withoutDefaults } from '../config/stream-parameters.js';
+import { hotParametersShape, reloadParametersShape, streamParametersShape, withoutDefaults } from '../config/stream-parameters.js';
+import { valueAt } from '../config/value-at.js';
 import { z } from 'zod';
 import { blendEmbeddings, blendNoise, blendWeights } from './blending.js';
 import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type StreamBatch, type UnetRequest } from './stream-batch.js';
@@ -109,6 +110,9 @@ export interface StreamDiffusion {
   readonly frameBufferSize: number;
 }
 
+/** Every parameter's default, read from the parameter schema (the one place defaults are written). */
+const DEFAULTS = z.object(streamParametersShape).parse({});
+
 /** The parameters `update` changes while a stream runs: the `hot` fields of the parameter schema. */
 const hotParametersSchema = z.object(withoutDefaults(hotParametersShape)).partial();
 
@@ -143,22 +147,12 @@ function filterOptions(parameters: HotParameters): { threshold: number; maxSkipF
     : undefined;
 }
 
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const key of path) current = typeof current === 'object' && current !== null ? (current as Record<PropertyKey, unknown>)[key] : undefined;
-  return current;
-}
-
-function option<T>(value: T | undefined, fallback: T): T {
-  return value === undefined ? fallback : value;
-}
-
 /** Prepares a pipeline: schedule constants, seeded noise and prompt embeddings, each once. */
 export async function createStreamDiffusion(options: StreamDiffusionOptions): Promise<StreamDiffusion> {
   const { model } = options;
   const { capabilities } = model;
-  const width = option(options.width, 512);
-  const height = option(options.height, 512);
+  const width = options.width ?? DEFAULTS.width;
+  const height = options.height ?? DEFAULTS.height;
   const factor = capabilities.vae.spatialFactor;
   // The VAE divides by 8 and the UNet's three downsamplings by 8 more: latents must split evenly.
   const multiple = factor * 8;
@@ -167,12 +161,12 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
       throw new InvalidArgumentError({ field, value, expected: `a positive multiple of ${multiple} (VAE ×${factor}, UNet ×8)` });
     }
   }
-  const cfgType = option(options.cfgType, 'self');
+  const cfgType = options.cfgType ?? DEFAULTS.cfg_type;
   if (!(CFG_TYPES as readonly string[]).includes(cfgType)) {
     throw new InvalidArgumentError({ field: 'cfg_type', value: cfgType, expected: CFG_TYPES.join(' | ') });
   }
-  const f = option(options.frameBufferSize, 1);
-  const guidanceScale = option(options.guidanceScale, 1.2);
+  const f = options.frameBufferSize ?? DEFAULTS.frame_buffer_size;
+  const guidanceScale = options.guidanceScale ?? DEFAULTS.guidance_scale;
   const latentHeight = height / factor;
   const latentWidth = width / factor;
   const channels = capabilities.latentChannels;
@@ -180,8 +174,8 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
   const scaling = capabilities.vae.scalingFactor;
 
   const schedule = createLcmSchedule(model.folder.scheduler);
-  const useDenoisingBatch = option(options.useDenoisingBatch, true);
-  const addNoise = option(options.addNoise, true);
+  const useDenoisingBatch = options.useDenoisingBatch ?? DEFAULTS.use_denoising_batch;
+  const addNoise = options.addNoise ?? DEFAULTS.do_add_noise;
   const latentShape = [f, channels, latentHeight, latentWidth];
   const reloadParameters: ReloadParameters = { width, height, frame_buffer_size: f, cfg_type: cfgType, do_add_noise: addNoise, use_denoising_batch: useDenoisingBatch };
 
@@ -276,19 +270,19 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
   const randomSource = options.similarityFilter ? options.similarityFilter.random : undefined;
   let state = await buildState({
     prompt: options.prompt,
-    negative_prompt: option(options.negativePrompt, ''),
-    t_index_list: [...option(options.tIndexList, [32, 45])],
-    num_inference_steps: option(options.numInferenceSteps, 50),
+    negative_prompt: options.negativePrompt ?? DEFAULTS.negative_prompt,
+    t_index_list: [...(options.tIndexList ?? DEFAULTS.t_index_list)],
+    num_inference_steps: options.numInferenceSteps ?? DEFAULTS.num_inference_steps,
     guidance_scale: guidanceScale,
-    delta: option(options.delta, 1),
-    seed: option(options.seed, 2),
+    delta: options.delta ?? DEFAULTS.delta,
+    seed: options.seed ?? DEFAULTS.seed,
     enable_similar_image_filter: Boolean(options.similarityFilter),
-    similar_image_filter_threshold: (options.similarityFilter ? options.similarityFilter.threshold : undefined) ?? 0.98,
-    similar_image_filter_max_skip_frame: (options.similarityFilter ? options.similarityFilter.maxSkipFrames : undefined) ?? 10,
+    similar_image_filter_threshold: (options.similarityFilter ? options.similarityFilter.threshold : undefined) ?? DEFAULTS.similar_image_filter_threshold,
+    similar_image_filter_max_skip_frame: (options.similarityFilter ? options.similarityFilter.maxSkipFrames : undefined) ?? DEFAULTS.similar_image_filter_max_skip_frame,
     prompt_blending: options.promptBlending,
     seed_blending: options.seedBlending,
-    normalize_prompt_weights: option(options.normalizePromptWeights, true),
-    normalize_seed_weights: option(options.normalizeSeedWeights, true),
+    normalize_prompt_weights: options.normalizePromptWeights ?? DEFAULTS.normalize_prompt_weights,
+    normalize_seed_weights: options.normalizeSeedWeights ?? DEFAULTS.normalize_seed_weights,
   });
 
   // Frames and updates run one at a time, in call order: an update lands between frames, never in one.
