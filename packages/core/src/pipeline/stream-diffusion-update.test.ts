@@ -1,9 +1,7 @@
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useTinyModel } from '../../test-support/tiny-model.js';
 import { InvalidArgumentError } from '../errors/errors.js';
-import { loadModel, type LoadedModel } from '../model-folder/load-model.js';
-import { createRuntime, type Runtime } from '../runtime/runtime.js';
-import { FIXTURES } from '../../test-support/goldens.js';
+import type { LoadedModel } from '../model-folder/load-model.js';
 import { goldenFrames } from '../../test-support/stream-goldens.js';
 import { createStreamDiffusion } from './stream-diffusion.js';
 
@@ -12,18 +10,9 @@ const frame = (index: number) => goldenFrames(index, 1, size);
 const same = (a: Float32Array, b: Float32Array) => a.length === b.length && a.every((value, index) => value === b[index]);
 
 describe('live parameter updates', () => {
-  let runtime: Runtime;
-  let model: LoadedModel;
-  beforeAll(async () => {
-    runtime = await createRuntime({ device: 'cpu' });
-    model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
-  });
-  afterAll(async () => {
-    await model.dispose();
-    await runtime.dispose();
-  });
+  const tiny = useTinyModel();
 
-  const make = () => createStreamDiffusion({ model, prompt: 'a lighthouse', negativePrompt: 'blurry', cfgType: 'full', guidanceScale: 1.5, tIndexList: [20, 40], width: 64, height: 64 });
+  const make = () => createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', negativePrompt: 'blurry', cfgType: 'full', guidanceScale: 1.5, tIndexList: [20, 40], width: 64, height: 64 });
 
   it('never computes a frame with a half-applied update, even when frames and updates race', async () => {
     // Racing: nothing awaited between the calls.
@@ -84,12 +73,12 @@ describe('live parameter updates', () => {
   it('encodes each prompt once, however often it comes back', async () => {
     let encodes = 0;
     const counting: LoadedModel = {
-      ...model,
+      ...tiny.model,
       prompts: {
-        ...model.prompts,
+        ...tiny.model.prompts,
         encode: (prompt) => {
           encodes += 1;
-          return model.prompts.encode(prompt);
+          return tiny.model.prompts.encode(prompt);
         },
       },
     };
@@ -101,7 +90,7 @@ describe('live parameter updates', () => {
   });
 
   it('blends prompts and seeds: one weighted item equals the plain setting, two change the stream', async () => {
-    const options = { model, cfgType: 'self' as const, tIndexList: [20, 40], width: 64, height: 64 };
+    const options = { model: tiny.model, cfgType: 'self' as const, tIndexList: [20, 40], width: 64, height: 64 };
     const plain = await createStreamDiffusion({ ...options, prompt: 'a lighthouse', seed: 7 });
     const single = await createStreamDiffusion({ ...options, prompt: 'ignored', seed: 1, promptBlending: [['a lighthouse', 3]], seedBlending: [[7, 2]] });
     const a = (await plain.img2imgTensor(frame(0))).latents;

@@ -1,8 +1,5 @@
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModel, type LoadedModel } from '../model-folder/load-model.js';
-import { createRuntime, type Runtime } from '../runtime/runtime.js';
-import { FIXTURES } from '../../test-support/goldens.js';
+import { describe, expect, it } from 'vitest';
+import { useTinyModel } from '../../test-support/tiny-model.js';
 import { compareStreamCase, readStreamGoldens } from '../../test-support/stream-goldens.js';
 
 // Conformance with the Python original: fixtures/goldens/stream-diffusion.json holds what
@@ -13,20 +10,11 @@ import { compareStreamCase, readStreamGoldens } from '../../test-support/stream-
 // decoded image ≤ 1e-4.
 describe('StreamDiffusion equals the Python original on the tiny model', async () => {
   const goldens = await readStreamGoldens();
-  let runtime: Runtime;
-  let model: LoadedModel;
-  beforeAll(async () => {
-    runtime = await createRuntime({ device: 'cpu' });
-    model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
-  });
-  afterAll(async () => {
-    await model.dispose();
-    await runtime.dispose();
-  });
+  const tiny = useTinyModel();
 
   for (const name of Object.keys(goldens.cases)) {
     it(`${name} (${goldens.cases[name]!.reference})`, async () => {
-      const comparison = await compareStreamCase(goldens, name, model);
+      const comparison = await compareStreamCase(goldens, name, tiny.model);
       expect(comparison.maxAbsReference).toBeGreaterThan(0);
       expect(comparison.maxAbsDiff, `max |x̂0 − Python|, max |Python| ${comparison.maxAbsReference.toFixed(2)}`).toBeLessThanOrEqual(
         1e-4 * Math.max(1, comparison.maxAbsReference),

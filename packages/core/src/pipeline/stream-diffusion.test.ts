@@ -1,9 +1,6 @@
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { useTinyModel } from '../../test-support/tiny-model.js';
 import { InvalidArgumentError } from '../errors/errors.js';
-import { loadModel, type LoadedModel } from '../model-folder/load-model.js';
-import { createRuntime, type Runtime } from '../runtime/runtime.js';
-import { FIXTURES } from '../../test-support/goldens.js';
 import { createFrameStream } from '../stream/frame-stream.js';
 import { createStreamDiffusion } from './stream-diffusion.js';
 
@@ -15,19 +12,10 @@ function frame(phase: number) {
 }
 
 describe('StreamDiffusion on the tiny model (CPU)', () => {
-  let runtime: Runtime;
-  let model: LoadedModel;
-  beforeAll(async () => {
-    runtime = await createRuntime({ device: 'cpu' });
-    model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
-  });
-  afterAll(async () => {
-    await model.dispose();
-    await runtime.dispose();
-  });
+  const tiny = useTinyModel();
 
   it('turns frames into frames, warm after n calls, the same for the same seed', async () => {
-    const make = () => createStreamDiffusion({ model, prompt: 'a lighthouse', tIndexList: [0, 16, 32], width: 64, height: 64 });
+    const make = () => createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', tIndexList: [0, 16, 32], width: 64, height: 64 });
     const first = await make();
     const second = await make();
     const warmth: boolean[] = [];
@@ -43,8 +31,8 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
   });
 
   it('gives different noise, so different images, for a different seed', async () => {
-    const one = await createStreamDiffusion({ model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 1 });
-    const two = await createStreamDiffusion({ model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 7 });
+    const one = await createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 1 });
+    const two = await createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 7 });
     const a = await one.img2imgTensor((await one.txt2imgTensor()).images);
     const b = await two.img2imgTensor((await two.txt2imgTensor()).images);
     expect(a.images.some((value, index) => value !== b.images[index])).toBe(true);
@@ -52,7 +40,7 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
 
   it('returns f images per call with frame_buffer_size f, for every cfg type', async () => {
     for (const cfgType of ['none', 'self', 'initialize', 'full'] as const) {
-      const stream = await createStreamDiffusion({ model, prompt: 'x', negativePrompt: 'blurry', cfgType, guidanceScale: 1.5, tIndexList: [10, 30], frameBufferSize: 2, width: 128, height: 64 });
+      const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'x', negativePrompt: 'blurry', cfgType, guidanceScale: 1.5, tIndexList: [10, 30], frameBufferSize: 2, width: 128, height: 64 });
       const result = await stream.img2img([frame(1), frame(2)]);
       expect(result.images.map((image) => [image.width, image.height])).toEqual([
         [128, 64],
@@ -65,7 +53,7 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
 
   it('feeds the negative prompt to full and initialize guidance, and only to them', async () => {
     const run = async (cfgType: 'full' | 'initialize' | 'self', negativePrompt: string) => {
-      const stream = await createStreamDiffusion({ model, prompt: 'a lighthouse', negativePrompt, cfgType, guidanceScale: 2, tIndexList: [10, 30], width: 64, height: 64 });
+      const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', negativePrompt, cfgType, guidanceScale: 2, tIndexList: [10, 30], width: 64, height: 64 });
       await stream.img2img(frame(0));
       return (await stream.img2imgTensor((await stream.txt2imgTensor()).images)).latents;
     };
@@ -76,7 +64,7 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
   });
 
   it('runs under a frame stream: a slow pipeline drops waiting frames instead of queueing them', async () => {
-    const stream = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20], width: 64, height: 64 });
+    const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'x', tIndexList: [20], width: 64, height: 64 });
     const frames = createFrameStream({ process: (input: ReturnType<typeof frame>) => stream.img2img(input) });
     const results = frames.results();
     for (let index = 0; index < 5; index += 1) frames.push(frame(index)); // all pushed while the first runs
@@ -90,7 +78,7 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
   });
 
   it('skips a repeated frame with the similarity filter and returns the previous output', async () => {
-    const stream = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20], width: 64, height: 64, similarityFilter: { threshold: 0.9, random: () => 0.5 } });
+    const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'x', tIndexList: [20], width: 64, height: 64, similarityFilter: { threshold: 0.9, random: () => 0.5 } });
     const first = await stream.img2img(frame(3));
     const again = await stream.img2img(frame(3));
     expect(first.skipped).toBe(false);
@@ -99,11 +87,11 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
   });
 
   it('names bad options', async () => {
-    await expect(createStreamDiffusion({ model, prompt: 'x', width: 60 })).rejects.toThrow(InvalidArgumentError);
-    await expect(createStreamDiffusion({ model, prompt: 'x', width: 60 })).rejects.toThrow('width: expected a positive multiple of 64 (VAE ×8, UNet ×8), got 60');
-    const stream = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20], width: 64, height: 64, frameBufferSize: 2 });
+    await expect(createStreamDiffusion({ model: tiny.model, prompt: 'x', width: 60 })).rejects.toThrow(InvalidArgumentError);
+    await expect(createStreamDiffusion({ model: tiny.model, prompt: 'x', width: 60 })).rejects.toThrow('width: expected a positive multiple of 64 (VAE ×8, UNet ×8), got 60');
+    const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'x', tIndexList: [20], width: 64, height: 64, frameBufferSize: 2 });
     await expect(stream.img2img(frame(0))).rejects.toThrow('frames: expected frame_buffer_size = 2 frames, got "1 frames"');
-    const twoSteps = await createStreamDiffusion({ model, prompt: 'x', tIndexList: [20, 40], width: 64, height: 64 });
+    const twoSteps = await createStreamDiffusion({ model: tiny.model, prompt: 'x', tIndexList: [20, 40], width: 64, height: 64 });
     await expect(twoSteps.txt2imgOneStepTensor()).rejects.toThrow('t_index_list: expected one entry for one-step txt2img, got [20,40]');
   });
 });
