@@ -95,12 +95,27 @@ export {
 } from './pipeline/stream-batch.js';
 export {
   createStreamDiffusion,
+  type FrameImagesOption,
   type HotParameters,
   type ReloadParameters,
   type StreamDiffusion,
   type StreamDiffusionOptions,
   type StreamDiffusionResult,
 } from './pipeline/stream-diffusion.js';
+export type {
+  AnyUNetWrapperV1,
+  PreparedWrapperUpdateV1,
+  UNetWrapperV1,
+  WrapperContributionV1,
+  WrapperFrameImageV1,
+  WrapperFrameV1,
+  WrapperModelV1,
+  WrapperParameterShape,
+  WrapperParametersOf,
+  WrapperPipelineV1,
+  WrappersParameters,
+  WrapperUnetCallV1,
+} from './wrappers/unet-wrapper-v1.js';
 export { ConfigError } from './config/config-error.js';
 export {
   ACCELERATIONS,

@@ -10,6 +10,7 @@ import { FIXTURES } from '../../test-support/goldens.js';
 import { ConfigError } from './config-error.js';
 import { configJsonSchema, configToStreamDiffusionOptions, loadConfig, saveConfig, type StreamDiffusionConfigInput } from './load-config.js';
 import { streamParametersShape } from './stream-parameters.js';
+import { createMockWrapper } from '../test/mock-wrapper.js';
 
 let directory: string;
 beforeAll(async () => {
@@ -234,6 +235,37 @@ describe('configJsonSchema', () => {
     expect(schema.properties.guidance_scale).toMatchObject({ type: 'number', minimum: 0, default: 1.2, update: 'hot' });
     expect(schema.properties.width?.update).toBe('reload');
     expect(schema.required).toEqual(['model_id']);
+  });
+});
+
+describe('wrapper fields in config files', () => {
+  const wrapperParameters = createMockWrapper().parameters;
+
+  it('honours and validates a wrapper’s keys like the pipeline’s, with file, line and key', async () => {
+    const file = await write('wrapped.yaml', ['model_id: model', 'mock_residual: 0.5', 'controlnets: []', 'mock_variant: c', ''].join('\n'));
+    const error = await configErrorOf(loadConfig(file, { wrapperParameters }));
+    expect(error).toMatchObject({ key: 'mock_variant', line: 4 });
+    expect(error.message).toContain('A choice that needs a new pipeline.');
+
+    await writeFile(file, ['model_id: model', 'mock_residual: 0.5', 'controlnets: []', ''].join('\n'));
+    const { config, warnings } = await loadConfig(file, { wrapperParameters });
+    expect(config).toMatchObject({ mock_residual: 0.5, mock_token: 0, mock_variant: 'a' });
+    // Keys no wrapper owns are still warned about; without the wrapper its keys are unknown.
+    expect(warnings.map((warning) => warning.key)).toEqual(['controlnets']);
+    expect((await loadConfig(file)).warnings.map((warning) => [warning.key, warning.kind])).toEqual([
+      ['mock_residual', 'unknown-key'],
+      ['controlnets', 'unsupported-key'],
+    ]);
+
+    await saveConfig(join(directory, 'wrapped-saved.json'), config, { wrapperParameters });
+    expect((await loadConfig(join(directory, 'wrapped-saved.json'), { wrapperParameters })).config).toEqual(config);
+  });
+
+  it('puts wrapper fields in the JSON Schema, and refuses one that shadows a config key', () => {
+    const schema = configJsonSchema({ wrapperParameters }) as { properties: Record<string, { description?: string; update?: string }> };
+    expect(schema.properties.mock_residual).toMatchObject({ type: 'number', update: 'hot', description: 'Value of every UNet input the mock feeds.' });
+    expect(schema.properties.prompt).toMatchObject({ update: 'hot' });
+    expect(() => configJsonSchema({ wrapperParameters: { seed: wrapperParameters.mock_residual } })).toThrow(/wrapperParameters: expected keys the config does not already have, got "seed"/);
   });
 });
 

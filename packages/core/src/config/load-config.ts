@@ -8,9 +8,10 @@ import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path
 import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, stringify, type Document } from 'yaml';
 import { z } from 'zod';
 import type { StreamDiffusionOptions } from '../pipeline/stream-diffusion.js';
+import { InvalidArgumentError } from '../errors/errors.js';
 import { ConfigError } from './config-error.js';
 import { checkScheduleIndices, streamParametersShape } from './stream-parameters.js';
-import { valueAt } from './value-at.js';
+import { valueAt } from './zod-issues.js';
 
 /** Acceleration values of the Python forks; only `none` runs here (no TensorRT engines, no xformers). */
 export const ACCELERATIONS = Object.freeze(['none', 'xformers', 'tensorrt', 'sfast'] as const);
@@ -18,9 +19,8 @@ export const ACCELERATIONS = Object.freeze(['none', 'xformers', 'tensorrt', 'sfa
 /** Which pipeline entry a config is meant for, as the forks' `mode` key says. */
 export const CONFIG_MODES = Object.freeze(['img2img', 'txt2img'] as const);
 
-/** The full config file: the pipeline's parameters plus the model and how it runs. */
-export const streamDiffusionConfigSchema = z
-  .object({
+/** The config file's own fields: the model and how it runs, then the pipeline's parameters. */
+const configShape = {
     model_id: z
       .string()
       .min(1)
@@ -35,8 +35,25 @@ export const streamDiffusionConfigSchema = z
       .describe('Python-side acceleration; only "none" is supported here, other values are accepted with a warning.')
       .meta({ update: 'rebuild' }),
     ...streamParametersShape,
-  })
-  .superRefine(checkScheduleIndices);
+};
+
+/** The full config file: the pipeline's parameters plus the model and how it runs. */
+export const streamDiffusionConfigSchema = z.object(configShape).superRefine(checkScheduleIndices);
+
+/**
+ * Parameter fields of wrappers (a wrapper's `parameters`, e.g. ControlNet's `controlnets`) that a
+ * config file may hold beside the pipeline's: honoured and validated like them instead of warned about.
+ */
+export type WrapperConfigFields = Readonly<Record<string, z.ZodType>>;
+
+/** The config schema with wrappers' fields added; a field the config already has is refused. */
+function configSchemaWith(wrapperParameters: WrapperConfigFields | undefined) {
+  if (wrapperParameters === undefined) return streamDiffusionConfigSchema;
+  for (const key of Object.keys(wrapperParameters)) {
+    if (Object.hasOwn(configShape, key)) throw new InvalidArgumentError({ field: 'wrapperParameters', value: key, expected: 'keys the config does not already have' });
+  }
+  return z.object({ ...configShape, ...wrapperParameters }).superRefine(checkScheduleIndices);
+}
 
 /** A validated config, defaults filled in. */
 export type StreamDiffusionConfig = z.output<typeof streamDiffusionConfigSchema>;
@@ -98,7 +115,8 @@ export interface ConfigWarning {
 
 /** What {@link loadConfig} found. */
 export interface LoadedConfig {
-  readonly config: StreamDiffusionConfig;
+  /** The config, defaults filled in; wrappers' fields (see `wrapperParameters`) are in it too. */
+  readonly config: StreamDiffusionConfig & { readonly [wrapperKey: string]: unknown };
   /** Keys that were ignored or not applied, each with its line. */
   readonly warnings: readonly ConfigWarning[];
   /** The config file, absolute. */
@@ -111,6 +129,8 @@ export interface LoadedConfig {
 export interface LoadConfigOptions {
   /** Folder of named models: `model_id` that is not a path is looked up here. */
   readonly modelsDir?: string;
+  /** Wrappers' parameter fields the file may hold (their values come back in `config`). */
+  readonly wrapperParameters?: WrapperConfigFields;
 }
 
 type ConfigFormat = 'yaml' | 'json';
@@ -161,17 +181,23 @@ function describeValue(value: unknown): string {
 }
 
 /** The field's own description, so the error says what the key is for as well as what failed. */
-function descriptionOf(key: string | undefined): string | undefined {
+function descriptionOf(schema: z.ZodObject, key: string | undefined): string | undefined {
   if (key === undefined) return undefined;
-  const field = (streamDiffusionConfigSchema.shape as Record<string, z.ZodType | undefined>)[key];
+  const field = (schema.shape as Record<string, z.ZodType | undefined>)[key];
   return field?.description;
 }
 
-function validationError(options: { file: string; raw: unknown; error: z.ZodError; lineAt: (path: readonly PropertyKey[]) => number | undefined }): ConfigError {
+function validationError(options: {
+  file: string;
+  raw: unknown;
+  error: z.ZodError;
+  schema: z.ZodObject;
+  lineAt: (path: readonly PropertyKey[]) => number | undefined;
+}): ConfigError {
   const [first, ...rest] = options.error.issues;
   const path = first?.path ?? [];
   const key = path.length === 0 ? undefined : path.map(String).join('.');
-  const description = descriptionOf(path[0] === undefined ? undefined : String(path[0]));
+  const description = descriptionOf(options.schema, path[0] === undefined ? undefined : String(path[0]));
   const got = describeValue(valueAt(options.raw, path));
   const message = [
     `${first?.message ?? 'invalid config'} (got ${got})`,
@@ -234,7 +260,8 @@ export async function loadConfig(path: string, options: LoadConfigOptions = {}):
     const line = lineAt([key]);
     warnings.push({ kind, key, line, message: `${line === undefined ? file : `${file}:${line}`}: ${key}: ${why}` });
   };
-  const known = streamDiffusionConfigSchema.shape;
+  const schema = configSchemaWith(options.wrapperParameters);
+  const known = schema.shape;
   const honoured: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
     if (key in known) {
@@ -248,8 +275,8 @@ export async function loadConfig(path: string, options: LoadConfigOptions = {}):
   // Python writes `prompt_blending: null` for "none"; treat it as absent rather than as a type error.
   for (const key of ['prompt_blending', 'seed_blending']) if (honoured[key] === null) delete honoured[key];
 
-  const parsed = streamDiffusionConfigSchema.safeParse(honoured);
-  if (!parsed.success) throw validationError({ file, raw, error: parsed.error, lineAt });
+  const parsed = schema.safeParse(honoured);
+  if (!parsed.success) throw validationError({ file, raw, error: parsed.error, schema, lineAt });
   const config = parsed.data;
   if (config.acceleration !== 'none') warn('unsupported-key', 'acceleration', `"${config.acceleration}" is not supported here; running without it`);
 
@@ -307,11 +334,16 @@ export function configToStreamDiffusionOptions(config: StreamDiffusionConfig): O
  * config. Validates first, and writes a temp file renamed into place so a reader never sees half a file.
  * @throws {ConfigError} for an unsupported extension or a config that fails the schema.
  */
-export async function saveConfig(path: string, config: StreamDiffusionConfigInput): Promise<void> {
+export async function saveConfig(
+  path: string,
+  config: StreamDiffusionConfigInput & Readonly<Record<string, unknown>>,
+  options: { readonly wrapperParameters?: WrapperConfigFields } = {},
+): Promise<void> {
   const file = resolve(path);
   const format = formatOf(file);
-  const parsed = streamDiffusionConfigSchema.safeParse(config);
-  if (!parsed.success) throw validationError({ file, raw: config, error: parsed.error, lineAt: () => undefined });
+  const schema = configSchemaWith(options.wrapperParameters);
+  const parsed = schema.safeParse(config);
+  if (!parsed.success) throw validationError({ file, raw: config, error: parsed.error, schema, lineAt: () => undefined });
   const text = format === 'json' ? `${JSON.stringify(parsed.data, null, 2)}\n` : stringify(parsed.data);
   const temporary = join(dirname(file), `.${basename(file)}.${randomUUID()}.tmp`);
   try {
@@ -327,7 +359,7 @@ export async function saveConfig(path: string, config: StreamDiffusionConfigInpu
  * The JSON Schema of the full config file (zod 4's `z.toJSONSchema`), for editors and generated
  * docs; every property carries its `description` and `update` (hot, reload or rebuild).
  */
-export function configJsonSchema(): Record<string, unknown> {
+export function configJsonSchema(options: { readonly wrapperParameters?: WrapperConfigFields } = {}): Record<string, unknown> {
   // Input mode: a file may leave out every key that has a default.
-  return z.toJSONSchema(streamDiffusionConfigSchema, { io: 'input' });
+  return z.toJSONSchema(configSchemaWith(options.wrapperParameters), { io: 'input' });
 }

@@ -150,10 +150,18 @@ export type WithoutDefaults<Shape extends Record<string, z.ZodType>> = {
   [Key in keyof Shape]: Shape[Key] extends z.ZodDefault<infer Inner> ? Inner : Shape[Key];
 };
 
-/** Strips `.default()` from each field (a default would turn "not given" into "reset"). */
+/**
+ * Strips `.default()` from each field (a default would turn "not given" into "reset"), keeping the
+ * field's description and `update` meta, which sit on the default wrapper.
+ */
 export function withoutDefaults<Shape extends Record<string, z.ZodType>>(shape: Shape): WithoutDefaults<Shape> {
   return Object.fromEntries(
-    Object.entries(shape).map(([key, field]) => [key, field instanceof z.ZodDefault ? field.unwrap() : field]),
+    Object.entries(shape).map(([key, field]) => {
+      if (!(field instanceof z.ZodDefault)) return [key, field];
+      const inner = field.unwrap() as z.ZodType;
+      const meta = field.meta();
+      return [key, meta === undefined ? inner : inner.meta(meta)];
+    }),
   ) as WithoutDefaults<Shape>;
 }
 

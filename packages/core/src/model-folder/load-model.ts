@@ -7,6 +7,8 @@ import { readModelFolder, type ModelComponent, type ModelFolder } from './model-
 /** A Stable Diffusion model folder loaded into a runtime: its sessions, tokenizer and capabilities. */
 export interface LoadedModel {
   readonly folder: ModelFolder;
+  /** The runtime the sessions live in (wrappers load their own models here). */
+  readonly runtime: Runtime;
   readonly capabilities: ModelCapabilities;
   readonly sessions: SessionSet<ModelComponent>;
   readonly tokenizer: ClipTokenizer;
@@ -35,6 +37,7 @@ export async function loadModel(options: { readonly runtime: Runtime; readonly f
   const dispose = (): Promise<void> => sessions.dispose();
   return {
     folder,
+    runtime: options.runtime,
     capabilities,
     sessions,
     tokenizer,

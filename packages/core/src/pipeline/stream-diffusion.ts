@@ -3,7 +3,7 @@
  * noise, the LCM constants, the stream batch, the similarity filter, and images in and out.
  * Runs models through the runtime's worker; the stream-batch math runs on host float32 arrays.
  */
-import { InvalidArgumentError } from '../errors/errors.js';
+import { DisposedError, InvalidArgumentError } from '../errors/errors.js';
 import { imageToTensor, tensorToImage, type ImageSource, type RgbImage } from '../image/image.js';
 import type { LoadedModel } from '../model-folder/load-model.js';
 import { createTorchGenerator, type TorchGenerator } from '../noise/torch-generator.js';
@@ -12,14 +12,21 @@ import { hostTensor } from '../runtime/host-tensor.js';
 import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createSimilarityFilter, type SimilarityFilter, type SimilarityFilterOptions } from '../stream/similarity-filter.js';
 import { hotParametersShape, reloadParametersShape, streamParametersShape, withoutDefaults } from '../config/stream-parameters.js';
-import { valueAt } from '../config/value-at.js';
+import { expectedOf, valueAt } from '../config/zod-issues.js';
 import { z } from 'zod';
 import { blendEmbeddings, blendNoise, blendWeights } from './blending.js';
 import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type StreamBatch, type UnetRequest } from './stream-batch.js';
+import { checkWrappers, checkWrapperState, frameImages, prepareWrapperUpdates, wrapperContributions, wrapperParameterShape } from '../wrappers/compose-wrappers.js';
+import type { AnyUNetWrapperV1, WrapperFrameV1, WrappersParameters } from '../wrappers/unet-wrapper-v1.js';
 
 /** Options of {@link createStreamDiffusion}; defaults are the Python original's. */
-export interface StreamDiffusionOptions {
+export interface StreamDiffusionOptions<Wrappers extends readonly AnyUNetWrapperV1[] = readonly AnyUNetWrapperV1[]> {
   readonly model: LoadedModel;
+  /**
+   * Features that change the UNet call (ControlNet, IP-Adapter, …), applied in this order. The
+   * pipeline owns them from here on: its `dispose()` disposes them.
+   */
+  readonly wrappers?: Wrappers;
   readonly prompt: string;
   /** Used by cfg `initialize` and `full` with guidance > 1. Default "". */
   readonly negativePrompt?: string;
@@ -70,29 +77,38 @@ export interface StreamDiffusionResult {
   readonly skipped: boolean;
 }
 
-/** A running StreamDiffusion pipeline. */
-export interface StreamDiffusion {
+/** Images for the wrappers that take some with every frame (a ControlNet's control image), by name. */
+export interface FrameImagesOption<Image> {
+  /** Each `[f frames]` (one image when f = 1); a wrapper falls back to the input frame where it says so. */
+  readonly images?: Readonly<Record<string, Image>>;
+}
+
+/** A running StreamDiffusion pipeline; `Extra` is its wrappers' parameters. */
+export interface StreamDiffusion<Extra extends object = object> {
   /** f = frameBufferSize input frames (any size, RGB/RGBA, files or buffers) → f output images. */
-  img2img(frames: ImageSource | readonly ImageSource[]): Promise<StreamDiffusionResult>;
+  img2img(frames: ImageSource | readonly ImageSource[], options?: FrameImagesOption<ImageSource | readonly ImageSource[]>): Promise<StreamDiffusionResult>;
   /**
    * The same on `[f, 3, height, width]` tensors in [-1, 1] → decoded tensors in [-1, 1], with the
    * denoised latents x̂0 `[f, 4, h, w]` that were decoded (scaled, as the UNet sees them).
    */
-  img2imgTensor(images: Float32Array): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean; readonly skipped: boolean }>;
+  img2imgTensor(
+    images: Float32Array,
+    options?: FrameImagesOption<Float32Array>,
+  ): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean; readonly skipped: boolean }>;
   /**
    * Text to image: the stream batch run from pure noise. The noise comes from its own generator,
    * seeded with `seed` (as `torch.randn` after `torch.manual_seed(seed)` in the original).
    */
-  txt2img(): Promise<StreamDiffusionResult>;
+  txt2img(options?: FrameImagesOption<ImageSource | readonly ImageSource[]>): Promise<StreamDiffusionResult>;
   /** `[f, 3, height, width]` decoded tensors of txt2img, with the x̂0 latents decoded. */
-  txt2imgTensor(): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean }>;
+  txt2imgTensor(options?: FrameImagesOption<Float32Array>): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean }>;
   /**
    * One-step text to image for SD-Turbo (the original's `txt2img_sd_turbo`): x̂0 = (x − β·ε)/α from
    * noise in a single UNet call, no stream state. Needs a t_index_list of length 1.
    */
-  txt2imgOneStepTensor(): Promise<{ readonly images: Float32Array; readonly latents: Float32Array }>;
-  /** The parameters in force (snake_case, as config files write them); feeds back into `update`. */
-  getState(): HotParameters & ReloadParameters;
+  txt2imgOneStepTensor(options?: FrameImagesOption<Float32Array>): Promise<{ readonly images: Float32Array; readonly latents: Float32Array }>;
+  /** The parameters in force (snake_case, as config files write them), wrappers' included; feeds back into `update`. */
+  getState(): HotParameters & ReloadParameters & Extra;
   /**
    * Changes hot parameters while the stream runs. Validated first (a bad value raises
    * `InvalidArgumentError` naming the key, and nothing changes); applied whole between two frames,
@@ -101,13 +117,26 @@ export interface StreamDiffusion {
    * it). Resolves with the hot keys whose value changed (`applied`) and the reload keys (width,
    * cfg_type, …) whose new value needs a new pipeline (`needsReload`; not applied).
    */
-  update(partial: Partial<HotParameters & ReloadParameters>): Promise<{
-    readonly applied: readonly (keyof HotParameters)[];
-    readonly needsReload: readonly (keyof ReloadParameters)[];
+  update(partial: Partial<HotParameters & ReloadParameters & Extra>): Promise<{
+    readonly applied: readonly (keyof HotParameters | keyof Extra)[];
+    readonly needsReload: readonly (keyof ReloadParameters | keyof Extra)[];
   }>;
+  /**
+   * What `update` accepts, as one zod schema: the pipeline's hot and reload fields and every
+   * wrapper's, each optional, with its description and `update` meta (for CLIs, UIs and docs).
+   */
+  readonly parametersSchema: z.ZodType<Partial<HotParameters & ReloadParameters & Extra>>;
+  /** The wrappers, in the order they apply. */
+  readonly wrappers: readonly AnyUNetWrapperV1[];
   readonly width: number;
   readonly height: number;
   readonly frameBufferSize: number;
+  /**
+   * Waits for the running frame, then disposes the wrappers (last first). The model stays loaded:
+   * it is the caller's. Any later call raises `DisposedError`.
+   */
+  dispose(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Every parameter's default, read from the parameter schema (the one place defaults are written). */
@@ -138,8 +167,10 @@ const reloadParametersSchema = z.object(withoutDefaults(reloadParametersShape)).
 /** The reload parameters, all present. */
 export type ReloadParameters = Required<z.output<typeof reloadParametersSchema>>;
 
-/** What `update` accepts: any hot or reload parameter, and nothing else. */
-const updateSchema = hotParametersSchema.extend(reloadParametersSchema.shape).strict();
+/** What `update` accepts: any hot or reload parameter or a wrapper's, and nothing else. */
+function updateSchemaWith(wrapperShape: Record<string, z.ZodType>) {
+  return hotParametersSchema.extend(reloadParametersSchema.shape).extend(z.object(withoutDefaults(wrapperShape)).partial().shape).strict();
+}
 
 function filterOptions(parameters: HotParameters): { threshold: number; maxSkipFrames: number } | undefined {
   return parameters.enable_similar_image_filter
@@ -147,10 +178,19 @@ function filterOptions(parameters: HotParameters): { threshold: number; maxSkipF
     : undefined;
 }
 
-/** Prepares a pipeline: schedule constants, seeded noise and prompt embeddings, each once. */
-export async function createStreamDiffusion(options: StreamDiffusionOptions): Promise<StreamDiffusion> {
+/**
+ * Prepares a pipeline: schedule constants, seeded noise and prompt embeddings, each once; checks the
+ * wrappers against the model (before loading anything) and attaches them in order.
+ */
+export async function createStreamDiffusion<const Wrappers extends readonly AnyUNetWrapperV1[] = []>(
+  options: StreamDiffusionOptions<Wrappers>,
+): Promise<StreamDiffusion<WrappersParameters<Wrappers>>> {
   const { model } = options;
   const { capabilities } = model;
+  const wrappers: readonly AnyUNetWrapperV1[] = options.wrappers ?? [];
+  checkWrappers(wrappers, { pipelineKeys: Object.keys(streamParametersShape), unet: model.sessions.signatures.unet, unetPath: model.folder.models.unet });
+  wrappers.forEach(checkWrapperState);
+  const updateSchema = updateSchemaWith(wrapperParameterShape(wrappers));
   const width = options.width ?? DEFAULTS.width;
   const height = options.height ?? DEFAULTS.height;
   const factor = capabilities.vae.spatialFactor;
@@ -268,6 +308,15 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
   };
 
   const randomSource = options.similarityFilter ? options.similarityFilter.random : undefined;
+  // Wrappers load their models in order; when one fails, those loaded are released again.
+  for (const [index, wrapper] of wrappers.entries()) {
+    try {
+      await wrapper.attach({ model, runtime: model.runtime, width, height, frameBufferSize: f, latentShape: [channels, latentHeight, latentWidth] });
+    } catch (error) {
+      for (const attached of wrappers.slice(0, index + 1).reverse()) await attached.dispose().catch(() => undefined);
+      throw error;
+    }
+  }
   let state = await buildState({
     prompt: options.prompt,
     negative_prompt: options.negativePrompt ?? DEFAULTS.negative_prompt,
@@ -287,19 +336,32 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
 
   // Frames and updates run one at a time, in call order: an update lands between frames, never in one.
   let queue: Promise<unknown> = Promise.resolve();
+  let disposed = false;
   const serial = <T>(task: () => Promise<T>): Promise<T> => {
-    const run = queue.then(task);
+    const run = queue.then(() => {
+      if (disposed) throw new DisposedError('a StreamDiffusion pipeline');
+      return task();
+    });
     queue = run.catch(() => undefined);
     return run;
   };
 
-  const unet = async (request: UnetRequest): Promise<Float32Array> => {
+  const embeddingWidth = capabilities.textEmbeddingWidth;
+  /** One UNet run of a frame: the pipeline's three inputs, then what each wrapper adds. */
+  const unet = async (request: UnetRequest, frame: WrapperFrameV1): Promise<Float32Array> => {
+    const textEmbeddings = state.encoderHiddenStates(request.unconditional);
+    const steps = Array.from(request.timesteps, (timestep) => state.constants.timesteps.indexOf(timestep));
+    const added =
+      wrappers.length === 0
+        ? { inputs: {}, encoderHiddenStates: textEmbeddings, tokens: TEXT_TOKENS }
+        : await wrapperContributions(wrappers, { ...request, steps, textEmbeddings, frame }, embeddingWidth);
     const { out_sample: prediction } = await model.sessions.run(
       'unet',
       {
         sample: hostTensor(request.latents, [request.batch, channels, latentHeight, latentWidth]),
         timestep: hostTensor(request.timesteps, [request.batch]),
-        encoder_hidden_states: hostTensor(state.encoderHiddenStates(request.unconditional), [request.batch, TEXT_TOKENS, capabilities.textEmbeddingWidth]),
+        encoder_hidden_states: hostTensor(added.encoderHiddenStates, [request.batch, added.tokens, embeddingWidth]),
+        ...added.inputs,
       },
       { read: ['out_sample'] },
     );
@@ -330,81 +392,132 @@ export async function createStreamDiffusion(options: StreamDiffusionOptions): Pr
   const toImages = (decoded: Float32Array): RgbImage[] =>
     Array.from({ length: f }, (_, frame) => tensorToImage(decoded.subarray(frame * imageSize, (frame + 1) * imageSize), [1, 3, height, width]));
 
-  const img2imgTensor: StreamDiffusion['img2imgTensor'] = (images) =>
+  const imagesShape = `[${f}, 3, ${height}, ${width}] = ${f * imageSize} values`;
+  const frameOf = (input: Float32Array | undefined, given: Readonly<Record<string, Float32Array>> | undefined): WrapperFrameV1 =>
+    frameImages(wrappers, input, given, f * imageSize, imagesShape);
+
+  type Pipeline = StreamDiffusion<WrappersParameters<Wrappers>>;
+  type UpdateResult = Awaited<ReturnType<Pipeline['update']>>;
+  const img2imgTensor: Pipeline['img2imgTensor'] = (images, options) =>
     serial(async () => {
       if (images.length !== f * imageSize) {
-        throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: `[${f}, 3, ${height}, ${width}] = ${f * imageSize} values` });
+        throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: imagesShape });
       }
+      const frame = frameOf(images, options?.images);
       const { batch, filter, constants, initNoise } = state;
       // The filter always processes the first frame, so `previous` exists whenever it skips.
       if (filter?.decide(images).skip === true && previous !== undefined) {
         return { ...previous, warm: batch.warm, skipped: true };
       }
       const latents = addInputNoise({ constants, initNoise, frameBufferSize: f, slotSize }, await encode(images));
-      const denoised = await batch.step(latents, unet);
+      const denoised = await batch.step(latents, (request) => unet(request, frame));
       previous = { images: await decode(denoised), latents: denoised };
       return { ...previous, warm: batch.warm, skipped: false };
     });
 
-  const txt2imgTensor: StreamDiffusion['txt2imgTensor'] = () =>
+  const txt2imgTensor: Pipeline['txt2imgTensor'] = (options) =>
     serial(async () => {
+      const frame = frameOf(undefined, options?.images);
       const { batch, textGenerator } = state;
-      const denoised = await batch.step(textGenerator.randn(latentShape), unet);
+      const denoised = await batch.step(textGenerator.randn(latentShape), (request) => unet(request, frame));
       return { images: await decode(denoised), latents: denoised, warm: batch.warm };
     });
 
-  const txt2imgOneStepTensor: StreamDiffusion['txt2imgOneStepTensor'] = () => serial(() => oneStep(state));
-  const oneStep = async ({ constants, textGenerator, parameters }: FrameState): Promise<{ images: Float32Array; latents: Float32Array }> => {
+  const txt2imgOneStepTensor: Pipeline['txt2imgOneStepTensor'] = (options) => serial(() => oneStep(state, frameOf(undefined, options?.images)));
+  const oneStep = async ({ constants, textGenerator, parameters }: FrameState, frame: WrapperFrameV1): Promise<{ images: Float32Array; latents: Float32Array }> => {
     if (constants.timesteps.length !== 1) {
       throw new InvalidArgumentError({ field: 't_index_list', value: parameters.t_index_list, expected: 'one entry for one-step txt2img' });
     }
     const noise = textGenerator.randn(latentShape);
     const timesteps = new Float32Array(f).fill(constants.timesteps[0]!);
-    const prediction = await unet({ latents: noise, batch: f, timesteps, unconditional: new Array<boolean>(f).fill(false) });
+    const prediction = await unet({ latents: noise, batch: f, timesteps, unconditional: new Array<boolean>(f).fill(false) }, frame);
     const alpha = constants.alpha[0]!;
     const beta = constants.beta[0]!;
     const latents = noise.map((x, index) => Math.fround(x - Math.fround(beta * prediction[index]!)) / alpha);
     return { images: await decode(latents), latents };
   };
 
+  /** f images (files, buffers) → `[f, 3, height, width]` in [-1, 1], resized to the pipeline's size. */
+  const toTensor = async (field: string, frames: ImageSource | readonly ImageSource[]): Promise<Float32Array> => {
+    const list = Array.isArray(frames) ? (frames as readonly ImageSource[]) : [frames as ImageSource];
+    if (list.length !== f) throw new InvalidArgumentError({ field, value: `${list.length} frames`, expected: `frame_buffer_size = ${f} frames` });
+    const images = new Float32Array(f * imageSize);
+    for (const [index, frame] of list.entries()) images.set((await imageToTensor(frame, { width, height })).data, index * imageSize);
+    return images;
+  };
+  const toTensors = async (given: Readonly<Record<string, ImageSource | readonly ImageSource[]>> | undefined): Promise<FrameImagesOption<Float32Array>> =>
+    given === undefined
+      ? {}
+      : { images: Object.fromEntries(await Promise.all(Object.entries(given).map(async ([name, frames]) => [name, await toTensor(`images.${name}`, frames)] as const))) };
+
+  const reloadKeys = new Set(Object.keys(reloadParameters));
+  const hotKeys = new Set(Object.keys(hotParametersSchema.shape));
+  let disposing: Promise<void> | undefined;
+  const dispose = (): Promise<void> =>
+    (disposing ??= serial(async () => {
+      disposed = true;
+      const failures: unknown[] = [];
+      for (const wrapper of [...wrappers].reverse()) await wrapper.dispose().catch((error: unknown) => failures.push(error));
+      if (failures.length > 0) throw failures[0];
+    }));
+
   return {
     width,
     height,
     frameBufferSize: f,
+    wrappers,
+    parametersSchema: updateSchema as unknown as Pipeline['parametersSchema'],
     img2imgTensor,
     txt2imgTensor,
     txt2imgOneStepTensor,
-    getState: () => ({ ...state.parameters, t_index_list: [...state.parameters.t_index_list], ...reloadParameters }),
+    getState: () =>
+      Object.assign(
+        { ...state.parameters, t_index_list: [...state.parameters.t_index_list], ...reloadParameters },
+        ...wrappers.map((wrapper) => wrapper.getState() as object),
+      ) as ReturnType<Pipeline['getState']>,
     update(partial) {
+      if (disposed) throw new DisposedError('a StreamDiffusion pipeline');
       const parsed = updateSchema.safeParse(partial);
       if (!parsed.success) {
         const issue = parsed.error.issues[0]!;
         const field = issue.path.map(String).join('.') || 'update';
-        throw new InvalidArgumentError({ field, value: valueAt(partial, issue.path), expected: issue.message });
+        throw new InvalidArgumentError({ field, value: valueAt(partial, issue.path), expected: expectedOf(issue) });
       }
-      const hotKeys = new Set(Object.keys(hotParametersSchema.shape));
-      const changes = Object.fromEntries(Object.entries(parsed.data).filter(([key]) => hotKeys.has(key))) as Partial<HotParameters>;
-      const needsReload = (Object.keys(reloadParameters) as (keyof ReloadParameters)[]).filter(
-        (key) => key in parsed.data && parsed.data[key] !== reloadParameters[key],
-      );
+      const data = parsed.data as Record<string, unknown>;
+      const changes = Object.fromEntries(Object.entries(data).filter(([key]) => hotKeys.has(key))) as Partial<HotParameters>;
+      const wrapperChanges = Object.fromEntries(Object.entries(data).filter(([key]) => !hotKeys.has(key) && !reloadKeys.has(key)));
+      const needsReload = (Object.keys(reloadParameters) as (keyof ReloadParameters)[]).filter((key) => key in data && data[key] !== reloadParameters[key]);
       return serial(async () => {
         const next: HotParameters = { ...state.parameters, ...changes, t_index_list: [...(changes.t_index_list ?? state.parameters.t_index_list)] };
         const applied = (Object.keys(changes) as (keyof HotParameters)[]).filter((key) => JSON.stringify(changes[key]) !== JSON.stringify(state.parameters[key]));
-        if (applied.length > 0) state = await buildState(next, state);
-        return { applied, needsReload };
+        // Everything is prepared first (prompts encoded, wrapper models loaded); only then does it all
+        // become visible at once, so a failure anywhere leaves the stream as it was.
+        const prepared = await prepareWrapperUpdates(wrappers, wrapperChanges);
+        let nextState: FrameState;
+        try {
+          nextState = applied.length > 0 ? await buildState(next, state) : state;
+        } catch (error) {
+          await prepared.abandon();
+          throw error;
+        }
+        prepared.commit();
+        state = nextState;
+        return {
+          applied: [...applied, ...prepared.applied] as UpdateResult['applied'],
+          needsReload: [...needsReload, ...prepared.needsReload] as UpdateResult['needsReload'],
+        };
       });
     },
-    async img2img(frames) {
-      const list = Array.isArray(frames) ? (frames as readonly ImageSource[]) : [frames as ImageSource];
-      if (list.length !== f) throw new InvalidArgumentError({ field: 'frames', value: `${list.length} frames`, expected: `frame_buffer_size = ${f} frames` });
-      const images = new Float32Array(f * imageSize);
-      for (const [index, frame] of list.entries()) images.set((await imageToTensor(frame, { width, height })).data, index * imageSize);
-      const result = await img2imgTensor(images);
+    async img2img(frames, options) {
+      const images = await toTensor('frames', frames);
+      const result = await img2imgTensor(images, await toTensors(options?.images));
       return { images: toImages(result.images), warm: result.warm, skipped: result.skipped };
     },
-    async txt2img() {
-      const result = await txt2imgTensor();
+    async txt2img(options) {
+      const result = await txt2imgTensor(await toTensors(options?.images));
       return { images: toImages(result.images), warm: result.warm, skipped: false };
     },
+    dispose,
+    [Symbol.asyncDispose]: dispose,
   };
 }
