@@ -34,9 +34,10 @@ tool versions
 work=$(mktemp -d "${TMPDIR:-/tmp}/sdx-fixtures.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-section "tiny-sd-turbo (SD 2.1 architecture, TAESD, fp32, dynamic shapes)"
+section "tiny-sd-turbo (SD 2.1 architecture, TAESD, fp32, dynamic shapes, fused attention)"
 rm -rf fixtures/models/tiny-sd-turbo fixtures/models/tiny-sd15-fp16 fixtures/goldens
-tool random-init --arch tiny-sd-turbo --vae taesd --dtype fp32 --seed 0 --device "$FIXTURE_DEVICE" \
+# Fused attention here (MultiHeadAttention runs in fp32 on the CPU), plain in the fp16 fixture: CI tests both.
+tool random-init --arch tiny-sd-turbo --vae taesd --dtype fp32 --seed 0 --device "$FIXTURE_DEVICE" --attention fused \
   --out fixtures/models/tiny-sd-turbo --save-checkpoint "$work/tiny-sd-turbo-checkpoint"
 tool goldens "$work/tiny-sd-turbo-checkpoint" fixtures/models/tiny-sd-turbo --out fixtures/goldens/tiny-sd-turbo.json
 

@@ -60,6 +60,13 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="torch.onnx exporter; auto = TorchScript (dynamo=False), falling back to dynamo=True",
     )
+    parser.add_argument(
+        "--attention",
+        choices=("plain", "fused"),
+        default="plain",
+        help="UNet attention as standard ONNX ops (plain: runs everywhere) or onnxruntime MultiHeadAttention "
+        "nodes (fused: much faster on WebGPU/CUDA; on the CPU fp32 only); needs the TorchScript exporter",
+    )
     _add_shape_arguments(parser)
 
 
@@ -96,6 +103,7 @@ def _command_convert(args: argparse.Namespace) -> int:
         arch=args.arch_name,
         device=args.device,
         exporter=args.exporter,
+        attention=args.attention,
     )
     _print_results(convert(options), started)
     return 0
@@ -123,6 +131,7 @@ def _command_random_init(args: argparse.Namespace) -> int:
             arch=arch.name,
             device=args.device,
             exporter=args.exporter,
+            attention=args.attention,
         )
         _print_results(convert(options), started)
     finally:

@@ -51,6 +51,9 @@ class ConvertOptions:
     arch: str | None = None
     device: str = "auto"
     exporter: str = "auto"
+    #: ``plain`` (standard ONNX ops, runs everywhere) or ``fused`` (MultiHeadAttention; fast on
+    #: WebGPU/CUDA, fp32-only on the CPU).
+    attention: str = "plain"
 
 
 def resolve_device(device: str) -> torch.device:
@@ -100,7 +103,7 @@ def _save_module_config(module: torch.nn.Module, folder: Path) -> None:
 
 
 def _model_index(
-    modules: PipelineModules, arch: str, dtype: str, shapes: ExportShapes, results: list[ExportResult]
+    modules: PipelineModules, arch: str, dtype: str, shapes: ExportShapes, results: list[ExportResult], attention: str
 ) -> dict[str, Any]:
     vae_class = "AutoencoderTiny" if modules.vae_kind == "taesd" else "AutoencoderKL"
     exporters = sorted({result.exporter for result in results})
@@ -120,6 +123,7 @@ def _model_index(
             "arch": arch,
             "dtype": dtype,
             "vae": modules.vae_kind,
+            "attention": attention,
             "tool": TOOL_NAME,
             "tool_version": __version__,
             "opset": max((result.opset for result in results), default=OPSET),
@@ -152,7 +156,10 @@ def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> 
     arch = options.arch or detect_arch(dict(modules.unet.config))
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    print(f"converting {options.checkpoint} -> {out} (arch {arch}, {options.dtype}, vae {modules.vae_kind}, {device})")
+    print(
+        f"converting {options.checkpoint} -> {out} "
+        f"(arch {arch}, {options.dtype}, vae {modules.vae_kind}, {options.attention} attention, {device})"
+    )
 
     results: list[ExportResult] = []
     shapes = options.shapes
@@ -161,7 +168,7 @@ def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> 
     try:
         specs = [
             text_encoder_spec(modules.text_encoder, shapes, device),
-            unet_spec(modules.unet, shapes, dtype, device),
+            unet_spec(modules.unet, shapes, dtype, device, attention=options.attention),
             vae_encoder_spec(modules.vae, shapes, dtype, device),
             vae_decoder_spec(modules.vae, shapes, dtype, device),
         ]
@@ -191,5 +198,5 @@ def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> 
     _save_module_config(modules.text_encoder, out / "text_encoder")
     copy_tokenizer(modules.tokenizer_dir, out / "tokenizer")
     write_json(out / "scheduler" / "scheduler_config.json", lcm_scheduler_config(modules.scheduler_config))
-    write_json(out / "model_index.json", _model_index(modules, arch, options.dtype, shapes, results))
+    write_json(out / "model_index.json", _model_index(modules, arch, options.dtype, shapes, results, options.attention))
     return results

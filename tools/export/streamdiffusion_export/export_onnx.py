@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,9 @@ class ExportSpec:
     inputs: dict[str, torch.Tensor]
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]]
+    #: Non-standard operator domains the graph uses (``{"com.microsoft": 1}`` for fused attention);
+    #: only the TorchScript exporter can write them.
+    custom_opsets: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -169,8 +172,19 @@ class ExportResult:
     seconds: float
 
 
-def unet_spec(unet: torch.nn.Module, shapes: ExportShapes, dtype: torch.dtype, device: torch.device) -> ExportSpec:
-    """Export spec of the UNet (``unet/``)."""
+def unet_spec(
+    unet: torch.nn.Module, shapes: ExportShapes, dtype: torch.dtype, device: torch.device, attention: str = "plain"
+) -> ExportSpec:
+    """Export spec of the UNet (``unet/``); ``attention="fused"`` gives it MultiHeadAttention nodes."""
+    from .fused_attention import ATTENTION_KINDS, MS_DOMAIN, MS_OPSET, use_fused_attention
+
+    if attention not in ATTENTION_KINDS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
+    custom_opsets = {}
+    if attention == "fused":
+        if use_fused_attention(unet) == 0:
+            raise ValueError("--attention fused: the UNet has no diffusers Attention modules to fuse")
+        custom_opsets = {MS_DOMAIN: MS_OPSET}
     config = unet.config
     width = config.cross_attention_dim
     generator = torch.Generator().manual_seed(0)
@@ -191,6 +205,7 @@ def unet_spec(unet: torch.nn.Module, shapes: ExportShapes, dtype: torch.dtype, d
             "encoder_hidden_states": {0: "batch", 1: "sequence"},
             "out_sample": {0: "batch", 2: "height", 3: "width"},
         },
+        custom_opsets=custom_opsets,
     )
 
 
@@ -279,15 +294,19 @@ def _run_torch_export(spec: ExportSpec, path: Path, static: bool, exporter: str 
     has_dynamo = "dynamo" in parameters
     if exporter == "dynamo" and not has_dynamo:
         raise RuntimeError(f"torch {torch.__version__} has no dynamo ONNX exporter")
+    if spec.custom_opsets and exporter == "dynamo":
+        raise ValueError(f"{spec.name}: {', '.join(spec.custom_opsets)} operators need the TorchScript exporter")
     if exporter != "dynamo":
         legacy: dict[str, Any] = {**common, "dynamic_axes": dynamic_axes, "do_constant_folding": True}
+        if spec.custom_opsets:
+            legacy["custom_opsets"] = spec.custom_opsets
         if has_dynamo:
             legacy["dynamo"] = False
         try:
             torch.onnx.export(spec.module, args, str(path), **legacy)
             return "torchscript"
         except Exception as error:
-            if exporter == "torchscript" or not has_dynamo:
+            if exporter == "torchscript" or not has_dynamo or spec.custom_opsets:
                 raise
             print(f"  {spec.name}: TorchScript exporter failed ({type(error).__name__}: {error}); trying dynamo=True")
         _clear(path.parent)
