@@ -96,6 +96,7 @@ export {
 export {
   createStreamDiffusion,
   type FrameImagesOption,
+  type FrameTimings,
   type HotParameters,
   type ReloadParameters,
   type StreamDiffusion,

@@ -30,6 +30,19 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
     expect(warmth).toEqual([false, false, true, true]);
   });
 
+  it('says where each call’s time went, stage by stage, and the worker counts the model runs', async () => {
+    const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', tIndexList: [10, 30], width: 64, height: 64, useDenoisingBatch: false });
+    const before = await tiny.runtime.stats();
+    const { timings } = await stream.img2img(frame(0));
+    const after = await tiny.runtime.stats();
+    for (const stage of ['preprocess', 'encode', 'unet', 'scheduler', 'decode', 'postprocess'] as const) expect(timings[stage], stage).toBeGreaterThan(0);
+    const stages = timings.preprocess + timings.encode + timings.unet + timings.scheduler + timings.decode + timings.postprocess;
+    expect(stages).toBeLessThanOrEqual(timings.total + 1e-6);
+    // Two steps without a denoising batch: two UNet runs in this call, and the worker saw them.
+    expect(after.runs.unet!.count - (before.runs.unet?.count ?? 0)).toBe(2);
+    expect(after.runs.unet!.ms - (before.runs.unet?.ms ?? 0)).toBeLessThanOrEqual(timings.unet);
+  });
+
   it('gives different noise, so different images, for a different seed', async () => {
     const one = await createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 1 });
     const two = await createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', tIndexList: [0], width: 64, height: 64, seed: 7 });

@@ -75,6 +75,29 @@ export interface StreamDiffusionResult {
   readonly warm: boolean;
   /** True when the similarity filter skipped this input and the previous output was returned. */
   readonly skipped: boolean;
+  /** Where the call's time went. */
+  readonly timings: FrameTimings;
+}
+
+/**
+ * Where one call's time went, in milliseconds of host clock. Model stages include moving their
+ * inputs and outputs; on a GPU a stage also waits for GPU work queued before it.
+ */
+export interface FrameTimings {
+  /** Images to the input tensor: decoding, resizing, normalising (img2img with images only). */
+  readonly preprocess: number;
+  /** The VAE encoder. */
+  readonly encode: number;
+  /** The UNet runs, with what the wrappers add to them. */
+  readonly unet: number;
+  /** The stream-batch math around the UNet: input noise, CFG, the LCM step, the buffer refill. */
+  readonly scheduler: number;
+  /** The VAE decoder. */
+  readonly decode: number;
+  /** Output tensor to images (with images only). */
+  readonly postprocess: number;
+  /** The whole call. */
+  readonly total: number;
 }
 
 /** Images for the wrappers that take some with every frame (a ControlNet's control image), by name. */
@@ -94,14 +117,16 @@ export interface StreamDiffusion<Extra extends object = object> {
   img2imgTensor(
     images: Float32Array,
     options?: FrameImagesOption<Float32Array>,
-  ): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean; readonly skipped: boolean }>;
+  ): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean; readonly skipped: boolean; readonly timings: FrameTimings }>;
   /**
    * Text to image: the stream batch run from pure noise. The noise comes from its own generator,
    * seeded with `seed` (as `torch.randn` after `torch.manual_seed(seed)` in the original).
    */
   txt2img(options?: FrameImagesOption<ImageSource | readonly ImageSource[]>): Promise<StreamDiffusionResult>;
   /** `[f, 3, height, width]` decoded tensors of txt2img, with the x̂0 latents decoded. */
-  txt2imgTensor(options?: FrameImagesOption<Float32Array>): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean }>;
+  txt2imgTensor(
+    options?: FrameImagesOption<Float32Array>,
+  ): Promise<{ readonly images: Float32Array; readonly latents: Float32Array; readonly warm: boolean; readonly timings: FrameTimings }>;
   /**
    * One-step text to image for SD-Turbo (the original's `txt2img_sd_turbo`): x̂0 = (x − β·ε)/α from
    * noise in a single UNet call, no stream state. Needs a t_index_list of length 1.
@@ -137,6 +162,39 @@ export interface StreamDiffusion<Extra extends object = object> {
    */
   dispose(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Accumulates one call's stage times; the UNet's share is taken out of the scheduler stage it runs in. */
+interface StageClock {
+  unet: number;
+  time<T>(stage: 'encode' | 'scheduler' | 'decode', task: () => Promise<T>): Promise<T>;
+  timings(): FrameTimings;
+}
+
+function startClock(): StageClock {
+  const started = performance.now();
+  const spent = { encode: 0, scheduler: 0, decode: 0 };
+  const clock: StageClock = {
+    unet: 0,
+    async time(stage, task) {
+      const from = performance.now();
+      try {
+        return await task();
+      } finally {
+        spent[stage] += performance.now() - from;
+      }
+    },
+    timings: () => ({
+      preprocess: 0,
+      encode: spent.encode,
+      unet: clock.unet,
+      scheduler: Math.max(0, spent.scheduler - clock.unet),
+      decode: spent.decode,
+      postprocess: 0,
+      total: performance.now() - started,
+    }),
+  };
+  return clock;
 }
 
 /** Every parameter's default, read from the parameter schema (the one place defaults are written). */
@@ -348,7 +406,8 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
 
   const embeddingWidth = capabilities.textEmbeddingWidth;
   /** One UNet run of a frame: the pipeline's three inputs, then what each wrapper adds. */
-  const unet = async (request: UnetRequest, frame: WrapperFrameV1): Promise<Float32Array> => {
+  const unet = async (request: UnetRequest, frame: WrapperFrameV1, clock?: StageClock): Promise<Float32Array> => {
+    const started = performance.now();
     const textEmbeddings = state.encoderHiddenStates(request.unconditional);
     const steps = Array.from(request.timesteps, (timestep) => state.constants.timesteps.indexOf(timestep));
     const added =
@@ -365,7 +424,9 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       },
       { read: ['out_sample'] },
     );
-    return prediction!.float32();
+    const values = await prediction!.float32();
+    if (clock !== undefined) clock.unet += performance.now() - started;
+    return values;
   };
 
   const decode = async (latents: Float32Array): Promise<Float32Array> => {
@@ -403,24 +464,26 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       if (images.length !== f * imageSize) {
         throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: imagesShape });
       }
+      const clock = startClock();
       const frame = frameOf(images, options?.images);
       const { batch, filter, constants, initNoise } = state;
       // The filter always processes the first frame, so `previous` exists whenever it skips.
       if (filter?.decide(images).skip === true && previous !== undefined) {
-        return { ...previous, warm: batch.warm, skipped: true };
+        return { ...previous, warm: batch.warm, skipped: true, timings: clock.timings() };
       }
-      const latents = addInputNoise({ constants, initNoise, frameBufferSize: f, slotSize }, await encode(images));
-      const denoised = await batch.step(latents, (request) => unet(request, frame));
-      previous = { images: await decode(denoised), latents: denoised };
-      return { ...previous, warm: batch.warm, skipped: false };
+      const encoded = await clock.time('encode', () => encode(images));
+      const denoised = await clock.time('scheduler', () => batch.step(addInputNoise({ constants, initNoise, frameBufferSize: f, slotSize }, encoded), (request) => unet(request, frame, clock)));
+      previous = { images: await clock.time('decode', () => decode(denoised)), latents: denoised };
+      return { ...previous, warm: batch.warm, skipped: false, timings: clock.timings() };
     });
 
   const txt2imgTensor: Pipeline['txt2imgTensor'] = (options) =>
     serial(async () => {
+      const clock = startClock();
       const frame = frameOf(undefined, options?.images);
       const { batch, textGenerator } = state;
-      const denoised = await batch.step(textGenerator.randn(latentShape), (request) => unet(request, frame));
-      return { images: await decode(denoised), latents: denoised, warm: batch.warm };
+      const denoised = await clock.time('scheduler', () => batch.step(textGenerator.randn(latentShape), (request) => unet(request, frame, clock)));
+      return { images: await clock.time('decode', () => decode(denoised)), latents: denoised, warm: batch.warm, timings: clock.timings() };
     });
 
   const txt2imgOneStepTensor: Pipeline['txt2imgOneStepTensor'] = (options) => serial(() => oneStep(state, frameOf(undefined, options?.images)));
@@ -509,13 +572,23 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       });
     },
     async img2img(frames, options) {
+      const started = performance.now();
       const images = await toTensor('frames', frames);
-      const result = await img2imgTensor(images, await toTensors(options?.images));
-      return { images: toImages(result.images), warm: result.warm, skipped: result.skipped };
+      const given = await toTensors(options?.images);
+      const preprocess = performance.now() - started;
+      const result = await img2imgTensor(images, given);
+      const converted = performance.now();
+      const output = toImages(result.images);
+      const ended = performance.now();
+      return { images: output, warm: result.warm, skipped: result.skipped, timings: { ...result.timings, preprocess, postprocess: ended - converted, total: ended - started } };
     },
     async txt2img(options) {
+      const started = performance.now();
       const result = await txt2imgTensor(await toTensors(options?.images));
-      return { images: toImages(result.images), warm: result.warm, skipped: false };
+      const converted = performance.now();
+      const output = toImages(result.images);
+      const ended = performance.now();
+      return { images: output, warm: result.warm, skipped: false, timings: { ...result.timings, postprocess: ended - converted, total: ended - started } };
     },
     dispose,
     [Symbol.asyncDispose]: dispose,

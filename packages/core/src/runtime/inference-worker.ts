@@ -31,6 +31,8 @@ let settings: SessionSettings = {};
 const sets = new Map<number, Map<string, LoadedSession>>();
 const tensors = new Map<number, { tensor: ort.Tensor; setId: number }>();
 let nextHandle = 1;
+/** Runs per model name and the time they took inside this worker (see RuntimeStats.runs). */
+const runs = new Map<string, { count: number; ms: number }>();
 
 function sessionOptions(target: Device): ort.InferenceSession.SessionOptions {
   const providers: ort.InferenceSession.ExecutionProviderConfig[] =
@@ -180,6 +182,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     const feeds: Record<string, ort.Tensor> = {};
     for (const [name, input] of Object.entries(request.inputs)) feeds[name] = feed(input);
     let results: ort.InferenceSession.ReturnType;
+    const started = performance.now();
     try {
       results = await loaded.session.run(feeds);
     } catch (error) {
@@ -199,6 +202,8 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
         outputs[name] = { type, dims: [...tensor.dims], handle };
       }
     }
+    const total = runs.get(request.model) ?? { count: 0, ms: 0 };
+    runs.set(request.model, { count: total.count + 1, ms: total.ms + performance.now() - started });
     return outputs;
   },
   async read(request) {
@@ -223,7 +228,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     for (const set of sets.values()) sessions += set.size;
     let gpuTensors = 0;
     for (const { tensor } of tensors.values()) if (tensor.location !== 'cpu') gpuTensors += 1;
-    return { sessions, tensors: tensors.size, gpuTensors };
+    return { sessions, tensors: tensors.size, gpuTensors, runs: Object.fromEntries(runs) };
   },
 };
 

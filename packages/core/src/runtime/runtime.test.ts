@@ -127,9 +127,13 @@ describe('runtime on the CPU', () => {
     const set = await runtime.loadSessions({ relu: fixture('relu'), add: fixture('add-fp16') });
     await set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) });
     await set.run('relu', { x: hostTensor(new Float32Array(8), [2, 4]) });
-    expect(await runtime.stats()).toEqual({ sessions: before.sessions + 2, tensors: before.tensors + 2, gpuTensors: 0 });
+    const during = await runtime.stats();
+    expect(during).toMatchObject({ sessions: before.sessions + 2, tensors: before.tensors + 2, gpuTensors: 0 });
+    // Run times are counted per model name inside the worker.
+    expect(during.runs.relu?.count).toBe((before.runs.relu?.count ?? 0) + 2);
+    expect(during.runs.relu!.ms).toBeGreaterThan(before.runs.relu?.ms ?? 0);
     await set.dispose();
-    expect(await runtime.stats()).toEqual(before);
+    expect(await runtime.stats()).toEqual({ ...before, runs: during.runs });
     await expect(set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) })).rejects.toBeInstanceOf(DisposedError);
   });
 

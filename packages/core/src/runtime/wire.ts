@@ -64,6 +64,12 @@ export interface RuntimeStats {
   readonly tensors: number;
   /** Of those, how many live in GPU memory (WebGPU `gpu-buffer`); 0 on the CPU. */
   readonly gpuTensors: number;
+  /**
+   * Model runs so far by model name, with the milliseconds spent inside the worker on each
+   * (onnxruntime's run plus copying the outputs that were read): the time models took, without
+   * the messaging and host math around them.
+   */
+  readonly runs: Readonly<Record<string, { readonly count: number; readonly ms: number }>>;
 }
 
 /** A request with the id its answer carries back. */

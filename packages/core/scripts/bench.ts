@@ -1,0 +1,173 @@
+/**
+ * `pnpm bench`: runs the pipeline on a model folder for N frames after a warm-up and prints what
+ * it measured (a benchmark that prints numbers, never a test).
+ *
+ *   pnpm bench [--model <folder>] [--device cpu|webgpu|cuda|auto] [--size 512 | --width W --height H]
+ *              [--steps 45 | --steps 32,45] [--cfg none|self|initialize|full] [--fbs 1] [--frames 100]
+ *              [--warmup 10] [--mode img2img|txt2img] [--layout NHWC|NCHW] [--sequential] [--json]
+ *
+ * Frames are generated RGB buffers at the output size (a moving pattern), so preprocessing is the
+ * conversion to a tensor, as for camera frames already at size.
+ */
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { createRuntime, createStreamDiffusion, loadModel, type CfgType, type DeviceRequest, type FrameTimings, type RgbImage } from '../src/index.js';
+
+const STAGES = ['preprocess', 'encode', 'unet', 'scheduler', 'decode', 'postprocess'] as const;
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: fileURLToPath(new URL('../../../fixtures/models/tiny-sd-turbo', import.meta.url)) },
+    device: { type: 'string', default: 'auto' },
+    size: { type: 'string' },
+    width: { type: 'string' },
+    height: { type: 'string' },
+    steps: { type: 'string', default: '45' },
+    'num-inference-steps': { type: 'string', default: '50' },
+    cfg: { type: 'string', default: 'none' },
+    guidance: { type: 'string', default: '1.2' },
+    fbs: { type: 'string', default: '1' },
+    frames: { type: 'string', default: '100' },
+    warmup: { type: 'string', default: '10' },
+    mode: { type: 'string', default: 'img2img' },
+    layout: { type: 'string' },
+    sequential: { type: 'boolean', default: false },
+    prompt: { type: 'string', default: 'a watercolor lighthouse at dusk' },
+    json: { type: 'boolean', default: false },
+  },
+});
+
+function integer(name: string, text: string | undefined, fallback?: number): number {
+  const value = text === undefined ? fallback : Number(text);
+  if (value === undefined || !Number.isInteger(value) || value < 0) {
+    console.error(`bench: --${name}: expected a non-negative integer, got ${JSON.stringify(text)}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const size = values.size === undefined ? undefined : integer('size', values.size);
+const width = integer('width', values.width, size ?? 512);
+const height = integer('height', values.height, size ?? 512);
+const frameBufferSize = integer('fbs', values.fbs);
+const frames = integer('frames', values.frames);
+const warmup = integer('warmup', values.warmup);
+const tIndexList = values.steps.split(',').map((step) => integer('steps', step.trim()));
+const mode = values.mode;
+if (mode !== 'img2img' && mode !== 'txt2img') {
+  console.error(`bench: --mode: expected img2img or txt2img, got ${JSON.stringify(mode)}`);
+  process.exit(2);
+}
+const layout = values.layout;
+if (layout !== undefined && layout !== 'NHWC' && layout !== 'NCHW') {
+  console.error(`bench: --layout: expected NHWC or NCHW, got ${JSON.stringify(layout)}`);
+  process.exit(2);
+}
+
+/** A moving colour pattern, one RGB frame per call index. */
+function pattern(index: number): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1) {
+      const offset = (y * width + x) * 3;
+      data[offset] = (x + index * 3) & 255;
+      data[offset + 1] = (y + index * 5) & 255;
+      data[offset + 2] = ((x ^ y) + index * 7) & 255;
+    }
+  }
+  return { data, width, height, channels: 3 };
+}
+
+function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))]!;
+}
+
+const loadStarted = performance.now();
+const runtime = await createRuntime({ device: values.device as DeviceRequest, ...(layout === undefined ? {} : { webgpu: { preferredLayout: layout } }) });
+try {
+  const model = await loadModel({ runtime, folder: values.model });
+  const stream = await createStreamDiffusion({
+    model,
+    prompt: values.prompt,
+    width,
+    height,
+    tIndexList,
+    numInferenceSteps: integer('num-inference-steps', values['num-inference-steps']),
+    frameBufferSize,
+    cfgType: values.cfg as CfgType,
+    guidanceScale: Number(values.guidance),
+    useDenoisingBatch: !values.sequential,
+  });
+  const loadMs = performance.now() - loadStarted;
+  const inputs = Array.from({ length: 8 }, (_, index) => Array.from({ length: frameBufferSize }, (_, frame) => pattern(index * frameBufferSize + frame)));
+  const call = (index: number) => (mode === 'img2img' ? stream.img2img(inputs[index % inputs.length]!) : stream.txt2img());
+
+  const warmStarted = performance.now();
+  let firstCallMs = Number.NaN;
+  for (let index = 0; index < warmup; index += 1) {
+    const started = performance.now();
+    await call(index);
+    if (index === 0) firstCallMs = performance.now() - started;
+  }
+  const warmupMs = performance.now() - warmStarted;
+
+  const before = await runtime.stats();
+  const latencies: number[] = [];
+  const sums: Record<(typeof STAGES)[number], number> = { preprocess: 0, encode: 0, unet: 0, scheduler: 0, decode: 0, postprocess: 0 };
+  const started = performance.now();
+  for (let index = 0; index < frames; index += 1) {
+    const { timings } = await call(index);
+    latencies.push(timings.total);
+    for (const stage of STAGES) sums[stage] += timings[stage as keyof FrameTimings];
+  }
+  const elapsedMs = performance.now() - started;
+  const after = await runtime.stats();
+
+  const models = Object.fromEntries(
+    Object.entries(after.runs).filter(([name, total]) => total.count > (before.runs[name]?.count ?? 0)).map(([name, total]) => {
+      const earlier = before.runs[name] ?? { count: 0, ms: 0 };
+      return [name, { runsPerCall: (total.count - earlier.count) / Math.max(1, frames), msPerCall: (total.ms - earlier.ms) / Math.max(1, frames) }];
+    }),
+  );
+  const modelMsPerCall = Object.values(models).reduce((sum, entry) => sum + entry.msPerCall, 0);
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const msPerCall = elapsedMs / Math.max(1, frames);
+  const result = {
+    model: values.model,
+    device: runtime.device,
+    settings: { mode, width, height, tIndexList, cfgType: values.cfg, guidanceScale: Number(values.guidance), frameBufferSize, useDenoisingBatch: !values.sequential, layout: layout ?? null, frames, warmup },
+    fps: (frames * frameBufferSize) / (elapsedMs / 1000),
+    callsPerSecond: frames / (elapsedMs / 1000),
+    latencyMs: { mean: msPerCall, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), min: sorted[0] ?? Number.NaN, max: sorted.at(-1) ?? Number.NaN },
+    stagesMs: Object.fromEntries(STAGES.map((stage) => [stage, sums[stage] / Math.max(1, frames)])),
+    models,
+    modelMsPerCall,
+    outsideModelRunsShare: msPerCall > 0 ? Math.max(0, 1 - modelMsPerCall / msPerCall) : Number.NaN,
+    loadMs,
+    firstCallMs,
+    warmupMs,
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+  };
+  if (values.json) {
+    console.log(JSON.stringify(result, null, 2));
+  } else {
+    const ms = (value: number) => `${value.toFixed(2)} ms`;
+    console.log(`model    ${result.model}`);
+    console.log(`device   ${result.device.device} (${result.device.reason})${layout === undefined ? '' : `, layout ${layout}`}`);
+    console.log(
+      `settings ${mode} ${width}×${height}, t_index_list [${tIndexList.join(', ')}], cfg ${values.cfg}, frame_buffer_size ${frameBufferSize}${values.sequential ? ', sequential steps' : ''}; ${frames} calls after ${warmup} warm-up`,
+    );
+    console.log(`fps      ${result.fps.toFixed(2)} frames/s (${result.callsPerSecond.toFixed(2)} calls/s)`);
+    console.log(`latency  p50 ${ms(result.latencyMs.p50)}, p99 ${ms(result.latencyMs.p99)}, mean ${ms(result.latencyMs.mean)}`);
+    console.log(`stages   ${STAGES.map((stage) => `${stage} ${ms(result.stagesMs[stage]!)}`).join(', ')}`);
+    console.log(`models   ${Object.entries(models).map(([name, entry]) => `${name} ${ms(entry.msPerCall)} (${entry.runsPerCall} runs)`).join(', ')} per call, inside the worker`);
+    console.log(`outside  ${(result.outsideModelRunsShare * 100).toFixed(1)}% of call time is outside model runs`);
+    console.log(`startup  load ${ms(loadMs)}, first call ${ms(firstCallMs)}, warm-up ${ms(warmupMs)}`);
+    console.log(`memory   peak RSS ${result.peakRssMb.toFixed(0)} MB`);
+  }
+  await stream.dispose();
+  await model.dispose();
+} finally {
+  await runtime.dispose();
+}
