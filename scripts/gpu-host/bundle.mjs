@@ -17,6 +17,7 @@ await build({
     'compare-stream-goldens': 'packages/core/scripts/compare-stream-goldens.ts',
     img2img: 'packages/core/examples/img2img.ts',
     'inspect-model': 'packages/core/examples/inspect-model.ts',
+    bench: 'packages/core/scripts/bench.ts',
     'inference-worker': 'packages/core/src/runtime/inference-worker.ts',
   },
   bundle: true,

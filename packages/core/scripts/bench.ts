@@ -5,6 +5,8 @@
  *   pnpm bench [--model <folder>] [--device cpu|webgpu|cuda|auto] [--size 512 | --width W --height H]
  *              [--steps 45 | --steps 32,45] [--cfg none|self|initialize|full] [--fbs 1] [--frames 100]
  *              [--warmup 10] [--mode img2img|txt2img] [--layout NHWC|NCHW] [--sequential] [--json]
+ *              [--profile <file prefix>]  (onnxruntime's per-operator trace of each model)
+ *              [--validation disabled|wgpuOnly|basic|full]  (WebGPU validation; onnxruntime's default otherwise)
  *
  * Frames are generated RGB buffers at the output size (a moving pattern), so preprocessing is the
  * conversion to a tensor, as for camera frames already at size.
@@ -34,6 +36,8 @@ const { values } = parseArgs({
     sequential: { type: 'boolean', default: false },
     prompt: { type: 'string', default: 'a watercolor lighthouse at dusk' },
     json: { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    validation: { type: 'string' },
   },
 });
 
@@ -84,7 +88,15 @@ function percentile(sorted: readonly number[], fraction: number): number {
 }
 
 const loadStarted = performance.now();
-const runtime = await createRuntime({ device: values.device as DeviceRequest, ...(layout === undefined ? {} : { webgpu: { preferredLayout: layout } }) });
+const runtime = await createRuntime({
+  device: values.device as DeviceRequest,
+  webgpu: {
+    ...(layout === undefined ? {} : { preferredLayout: layout }),
+    ...(values.validation === undefined ? {} : { validationMode: values.validation as 'disabled' | 'wgpuOnly' | 'basic' | 'full' }),
+  },
+  // onnxruntime's per-operator profile of every model, written when the models are released.
+  ...(values.profile === undefined ? {} : { profileFilePrefix: values.profile }),
+});
 try {
   const model = await loadModel({ runtime, folder: values.model });
   const stream = await createStreamDiffusion({
@@ -136,7 +148,20 @@ try {
   const result = {
     model: values.model,
     device: runtime.device,
-    settings: { mode, width, height, tIndexList, cfgType: values.cfg, guidanceScale: Number(values.guidance), frameBufferSize, useDenoisingBatch: !values.sequential, layout: layout ?? null, frames, warmup },
+    settings: {
+      mode,
+      width,
+      height,
+      tIndexList,
+      cfgType: values.cfg,
+      guidanceScale: Number(values.guidance),
+      frameBufferSize,
+      useDenoisingBatch: !values.sequential,
+      layout: layout ?? null,
+      validation: values.validation ?? null,
+      frames,
+      warmup,
+    },
     fps: (frames * frameBufferSize) / (elapsedMs / 1000),
     callsPerSecond: frames / (elapsedMs / 1000),
     latencyMs: { mean: msPerCall, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), min: sorted[0] ?? Number.NaN, max: sorted.at(-1) ?? Number.NaN },

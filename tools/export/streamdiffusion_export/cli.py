@@ -186,6 +186,12 @@ def _command_stream_goldens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_time_original(args: argparse.Namespace) -> int:
+    from .time_original import main as time_original_main
+
+    return time_original_main(args)
+
+
 def _command_versions(args: argparse.Namespace) -> int:
     versions = describe_versions()
     width = max(len(name) for name in versions)
@@ -272,6 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream_goldens.add_argument("--out", required=True, help="golden JSON file to write")
     stream_goldens.set_defaults(run=_command_stream_goldens)
+
+    time_original = commands.add_parser(
+        "time-original", help="img2img speed of the Python original (PyTorch eager, CUDA) on a checkpoint, for pnpm bench"
+    )
+    time_original.add_argument("checkpoint", help="diffusers checkpoint (e.g. random-init --save-checkpoint)")
+    time_original.add_argument(
+        "--streamdiffusion-src", default=".vendor/StreamDiffusion/src", help="folder holding the original's streamdiffusion package"
+    )
+    time_original.add_argument("--size", type=int, default=512, help="width and height in pixels (default 512)")
+    time_original.add_argument("--steps", default="45", help="t_index_list, comma-separated (default 45)")
+    time_original.add_argument("--cfg", default="none", choices=("none", "self", "initialize", "full"))
+    time_original.add_argument("--frames", type=int, default=100, help="timed calls (default 100)")
+    time_original.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
+    time_original.add_argument("--dtype", default="fp16", choices=("fp16", "fp32"))
+    time_original.add_argument("--json", action="store_true", help="print JSON")
+    time_original.set_defaults(run=_command_time_original)
 
     versions = commands.add_parser("versions", help="print the versions of the libraries in use")
     versions.set_defaults(run=_command_versions)

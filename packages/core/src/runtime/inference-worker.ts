@@ -7,9 +7,10 @@ import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { errorToWire } from '../errors/error-wire.js';
 import { DisposedError, InferenceError, InvalidArgumentError, ModelFolderError } from '../errors/errors.js';
+import { StreamDiffusionError } from '../errors/streamdiffusion-error.js';
 import { machineEnvironment, resolveDevice, type Device } from './devices.js';
 import { convertTensorData, float16BitsToFloat32, type TensorData, type TensorType } from './dtypes.js';
-import { identityModel } from './identity-model.js';
+import { castModel, identityModel } from './one-node-models.js';
 import type { ModelSignature, ValueSignature } from './model-signature.js';
 import type { SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
 
@@ -94,17 +95,38 @@ function setOf(setId: number): Map<string, LoadedSession> {
   return set;
 }
 
-function feed(input: WireInput): ort.Tensor {
+/** Cast sessions (one per rank) that turn float32 host data into float16 inside onnxruntime. */
+const halfCasts = new Map<number, Promise<ort.InferenceSession>>();
+
+/**
+ * float32 host data for a float16 input, converted by a Cast session: vectorised on the CPU, a GPU
+ * kernel on WebGPU (where the result stays on the GPU), instead of element by element in JavaScript.
+ */
+async function castToHalf(data: Float32Array, dims: readonly number[]): Promise<ort.Tensor> {
+  let cast = halfCasts.get(dims.length);
+  if (cast === undefined) {
+    cast = ort.InferenceSession.create(castModel('float32', 'float16', dims.length), sessionOptions(requireDevice()));
+    halfCasts.set(dims.length, cast);
+  }
+  const { y } = await (await cast).run({ x: new ort.Tensor('float32', data, dims) });
+  return y!;
+}
+
+/** The onnxruntime tensor for an input, and whether it is a temporary to dispose after the run. */
+async function feed(input: WireInput): Promise<{ tensor: ort.Tensor; temporary: boolean }> {
   if (input.kind === 'resident') {
     const held = tensors.get(input.handle);
     if (held === undefined) throw new DisposedError(`tensor ${input.handle}`);
-    return held.tensor;
+    return { tensor: held.tensor, temporary: false };
+  }
+  if (input.type === 'float32' && input.feedType === 'float16' && input.data instanceof Float32Array) {
+    return { tensor: await castToHalf(input.data, input.dims), temporary: true };
   }
   const data = convertTensorData(input.data, input.type, input.feedType);
   if (data === undefined) {
     throw new InvalidArgumentError({ field: 'type', value: input.type, expected: input.feedType });
   }
-  return new ort.Tensor(input.feedType, data, input.dims);
+  return { tensor: new ort.Tensor(input.feedType, data, input.dims), temporary: false };
 }
 
 /** Identity sessions (one per element type and rank) that copy GPU tensors to the CPU. */
@@ -159,7 +181,8 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
       for (const model of request.models) {
         let session: ort.InferenceSession;
         try {
-          session = await ort.InferenceSession.create(model.path, sessionOptions(target));
+          const profiling = settings.profileFilePrefix === undefined ? {} : { enableProfiling: true, profileFilePrefix: `${settings.profileFilePrefix}-${model.name}` };
+          session = await ort.InferenceSession.create(model.path, { ...sessionOptions(target), ...profiling });
         } catch (error) {
           throw describeLoadFailure(model.path, error);
         }
@@ -179,14 +202,22 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
   async run(request) {
     const loaded = setOf(request.setId).get(request.model);
     if (loaded === undefined) throw new DisposedError(`model "${request.model}"`);
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const [name, input] of Object.entries(request.inputs)) feeds[name] = feed(input);
-    let results: ort.InferenceSession.ReturnType;
     const started = performance.now();
+    const feeds: Record<string, ort.Tensor> = {};
+    const temporaries: ort.Tensor[] = [];
+    let results: ort.InferenceSession.ReturnType;
     try {
+      for (const [name, input] of Object.entries(request.inputs)) {
+        const { tensor, temporary } = await feed(input);
+        feeds[name] = tensor;
+        if (temporary) temporaries.push(tensor);
+      }
       results = await loaded.session.run(feeds);
     } catch (error) {
+      if (StreamDiffusionError.isInstance(error)) throw error;
       throw new InferenceError({ model: request.model, message: error instanceof Error ? error.message : String(error), cause: error });
+    } finally {
+      for (const tensor of temporaries) if (tensor.location !== 'cpu') tensor.dispose();
     }
     const outputs: Record<string, WireOutput> = {};
     for (const [name, tensor] of Object.entries(results)) {

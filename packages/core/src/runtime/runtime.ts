@@ -312,6 +312,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     const settings: SessionSettings = {
       ...(options.intraOpThreads === undefined ? {} : { intraOpThreads: options.intraOpThreads }),
       ...(options.webgpu === undefined ? {} : { webgpu: options.webgpu }),
+      ...(options.profileFilePrefix === undefined ? {} : { profileFilePrefix: options.profileFilePrefix }),
     };
     const choice = (await Promise.race([
       send(worker, pending, 0, { op: 'init', device, settings }),

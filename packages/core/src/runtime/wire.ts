@@ -14,6 +14,11 @@ export interface SessionSettings {
   /** Threads for one operator on the CPU; onnxruntime's default when absent. */
   readonly intraOpThreads?: number;
   readonly webgpu?: WebGpuSettings;
+  /**
+   * onnxruntime's profiler for the models (not the runtime's own helper graphs): each session
+   * writes `<prefix>_<date>.json` (Chrome trace format) when it is released. For benchmarks.
+   */
+  readonly profileFilePrefix?: string;
 }
 
 /** An input as sent to the worker: host data, or a tensor the worker already holds. */

@@ -1,7 +1,7 @@
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { float32ToFloat16Bits } from './dtypes.js';
-import { identityModel } from './identity-model.js';
+import { castModel, identityModel } from './one-node-models.js';
 
 // The hand-written ONNX bytes must make a valid model that returns its input unchanged, for every
 // element type and rank the runtime may need to read back from the GPU.
@@ -29,4 +29,22 @@ describe('identityModel', () => {
       }
     });
   }
+});
+
+describe('castModel', () => {
+  it('converts float32 to float16 bits exactly as the fp16 library rounds (nearest even, overflow to infinity)', async () => {
+    const values = new Float32Array([0, -0, 1, -2.5, 0.1, 1 / 3, 65504, 65520, 1e6, -1e-8, 5.96e-8, 2 ** -24 * 1.5, Number.NaN]);
+    const session = await ort.InferenceSession.create(castModel('float32', 'float16', 2));
+    try {
+      const { y } = await session.run({ x: new ort.Tensor('float32', values, [1, values.length]) });
+      expect(y?.type).toBe('float16');
+      const bits = Array.from(y!.data as Uint16Array);
+      const expected = Array.from(float32ToFloat16Bits(values));
+      // NaN payloads may differ; every other value must be the same bits.
+      expect(bits.slice(0, -1)).toEqual(expected.slice(0, -1));
+      expect((bits.at(-1)! & 0x7c00) === 0x7c00 && (bits.at(-1)! & 0x3ff) !== 0).toBe(true);
+    } finally {
+      await session.release();
+    }
+  });
 });
