@@ -92,6 +92,12 @@ describe('wrappers on the plain tiny model', () => {
     expect(second.events).toEqual(['attach', 'dispose']);
   });
 
+  it('releases attached wrappers when the pipeline itself then fails to build', async () => {
+    const mock = createMockWrapper();
+    await expect(make([mock], { tIndexList: [10, 60] })).rejects.toThrow(/tIndexList/);
+    expect(mock.events).toEqual(['attach', 'dispose']);
+  });
+
   it('composes one parameter schema and one state from the pipeline and every wrapper', async () => {
     const a = createMockWrapper({ prefix: 'a', residual: 0.5 });
     const b = createMockWrapper({ prefix: 'b' });

@@ -366,30 +366,39 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   };
 
   const randomSource = options.similarityFilter ? options.similarityFilter.random : undefined;
-  // Wrappers load their models in order; when one fails, those loaded are released again.
+  const buildInitialState = (): Promise<FrameState> =>
+    buildState({
+      prompt: options.prompt,
+      negative_prompt: options.negativePrompt ?? DEFAULTS.negative_prompt,
+      t_index_list: [...(options.tIndexList ?? DEFAULTS.t_index_list)],
+      num_inference_steps: options.numInferenceSteps ?? DEFAULTS.num_inference_steps,
+      guidance_scale: guidanceScale,
+      delta: options.delta ?? DEFAULTS.delta,
+      seed: options.seed ?? DEFAULTS.seed,
+      enable_similar_image_filter: Boolean(options.similarityFilter),
+      similar_image_filter_threshold: (options.similarityFilter ? options.similarityFilter.threshold : undefined) ?? DEFAULTS.similar_image_filter_threshold,
+      similar_image_filter_max_skip_frame: (options.similarityFilter ? options.similarityFilter.maxSkipFrames : undefined) ?? DEFAULTS.similar_image_filter_max_skip_frame,
+      prompt_blending: options.promptBlending,
+      seed_blending: options.seedBlending,
+      normalize_prompt_weights: options.normalizePromptWeights ?? DEFAULTS.normalize_prompt_weights,
+      normalize_seed_weights: options.normalizeSeedWeights ?? DEFAULTS.normalize_seed_weights,
+    });
+  // Wrappers load their models in order; when anything fails before the pipeline exists, those
+  // attached so far are released again (last first).
+  const release = async (attached: readonly AnyUNetWrapperV1[]): Promise<void> => {
+    for (const wrapper of [...attached].reverse()) await wrapper.dispose().catch(() => undefined);
+  };
   for (const [index, wrapper] of wrappers.entries()) {
     try {
       await wrapper.attach({ model, runtime: model.runtime, width, height, frameBufferSize: f, latentShape: [channels, latentHeight, latentWidth] });
     } catch (error) {
-      for (const attached of wrappers.slice(0, index + 1).reverse()) await attached.dispose().catch(() => undefined);
+      await release(wrappers.slice(0, index + 1));
       throw error;
     }
   }
-  let state = await buildState({
-    prompt: options.prompt,
-    negative_prompt: options.negativePrompt ?? DEFAULTS.negative_prompt,
-    t_index_list: [...(options.tIndexList ?? DEFAULTS.t_index_list)],
-    num_inference_steps: options.numInferenceSteps ?? DEFAULTS.num_inference_steps,
-    guidance_scale: guidanceScale,
-    delta: options.delta ?? DEFAULTS.delta,
-    seed: options.seed ?? DEFAULTS.seed,
-    enable_similar_image_filter: Boolean(options.similarityFilter),
-    similar_image_filter_threshold: (options.similarityFilter ? options.similarityFilter.threshold : undefined) ?? DEFAULTS.similar_image_filter_threshold,
-    similar_image_filter_max_skip_frame: (options.similarityFilter ? options.similarityFilter.maxSkipFrames : undefined) ?? DEFAULTS.similar_image_filter_max_skip_frame,
-    prompt_blending: options.promptBlending,
-    seed_blending: options.seedBlending,
-    normalize_prompt_weights: options.normalizePromptWeights ?? DEFAULTS.normalize_prompt_weights,
-    normalize_seed_weights: options.normalizeSeedWeights ?? DEFAULTS.normalize_seed_weights,
+  let state = await buildInitialState().catch(async (error: unknown) => {
+    await release(wrappers);
+    throw error;
   });
 
   // Frames and updates run one at a time, in call order: an update lands between frames, never in one.
