@@ -4,7 +4,7 @@
  *
  *   pnpm bench [--model <folder>] [--device cpu|webgpu|cuda|auto] [--size 512 | --width W --height H]
  *              [--steps 45 | --steps 32,45] [--cfg none|self|initialize|full] [--fbs 1] [--frames 100]
- *              [--warmup 10] [--mode img2img|txt2img] [--layout NHWC|NCHW] [--sequential] [--json]
+ *              [--warmup 10] [--mode img2img|txt2img] [--layout NHWC|NCHW (WebGPU; default NHWC)] [--sequential] [--json]
  *              [--profile <file prefix>]  (onnxruntime's per-operator trace of each model)
  *              [--validation disabled|wgpuOnly|basic|full]  (WebGPU validation; onnxruntime's default otherwise)
  *

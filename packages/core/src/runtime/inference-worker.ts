@@ -38,7 +38,7 @@ const runs = new Map<string, { count: number; ms: number }>();
 function sessionOptions(target: Device): ort.InferenceSession.SessionOptions {
   const providers: ort.InferenceSession.ExecutionProviderConfig[] =
     target === 'webgpu'
-      ? [{ name: 'webgpu', ...settings.webgpu }]
+      ? [{ name: 'webgpu', preferredLayout: 'NHWC', ...settings.webgpu }]
       : target === 'cpu'
         ? ['cpu']
         : [{ name: target, deviceId: 0 }];
