@@ -51,6 +51,12 @@ def _add_shape_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-batch", type=int, default=1, help="text encoder batch (default 1)")
 
 
+def _add_original_source_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--streamdiffusion-src", default=".vendor/StreamDiffusion/src", help="folder holding the original's streamdiffusion package"
+    )
+
+
 def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="weights and float I/O dtype")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
@@ -270,9 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stream-goldens", help="x0 latents of the Python original (cumulo-autumn/StreamDiffusion) per stream mode"
     )
     stream_goldens.add_argument("checkpoint", help="diffusers checkpoint with the tiny-sd-turbo fixture weights")
-    stream_goldens.add_argument(
-        "--streamdiffusion-src", default=".vendor/StreamDiffusion/src", help="folder holding the original's streamdiffusion package"
-    )
+    _add_original_source_argument(stream_goldens)
     stream_goldens.add_argument(
         "--fixture-goldens", default="fixtures/goldens/tiny-sd-turbo.json", help="goldens proving the checkpoint's weights"
     )
@@ -283,9 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         "time-original", help="img2img speed of the Python original (PyTorch eager, CUDA) on a checkpoint, for pnpm bench"
     )
     time_original.add_argument("checkpoint", help="diffusers checkpoint (e.g. random-init --save-checkpoint)")
-    time_original.add_argument(
-        "--streamdiffusion-src", default=".vendor/StreamDiffusion/src", help="folder holding the original's streamdiffusion package"
-    )
+    _add_original_source_argument(time_original)
     time_original.add_argument("--size", type=int, default=512, help="width and height in pixels (default 512)")
     time_original.add_argument("--steps", default="45", help="t_index_list, comma-separated (default 45)")
     time_original.add_argument("--cfg", default="none", choices=("none", "self", "initialize", "full"))

@@ -175,8 +175,9 @@ def check_weights(pipe: Any, fixture_goldens: Path) -> float:
     return float(np.abs(actual.numpy() - expected).max())
 
 
-def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, out: Path) -> None:
-    """Runs every case and writes the goldens file."""
+def load_original(checkpoint: Path, streamdiffusion_src: Path, dtype: torch.dtype, device: str) -> tuple[Any, Any]:
+    """The original's ``StreamDiffusion`` class (from its source folder, never installed) and a
+    diffusers pipeline of ``checkpoint`` on ``device``, gradients off. Shared with ``time-original``."""
     from diffusers import StableDiffusionPipeline
 
     sys.path.insert(0, str(streamdiffusion_src))
@@ -184,8 +185,14 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
 
     torch.set_grad_enabled(False)
     pipe = StableDiffusionPipeline.from_pretrained(
-        str(checkpoint), torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
-    ).to("cpu")
+        str(checkpoint), torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
+    ).to(device)
+    return StreamDiffusion, pipe
+
+
+def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, out: Path) -> None:
+    """Runs every case and writes the goldens file."""
+    StreamDiffusion, pipe = load_original(checkpoint, streamdiffusion_src, torch.float32, "cpu")
     weight_diff = check_weights(pipe, fixture_goldens)
     print(f"checkpoint vs fixture UNet golden: max abs diff {weight_diff:.3g}")
     if weight_diff > 1e-4:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -47,20 +46,14 @@ def time_original(
     dtype: str = "fp16",
 ) -> dict[str, Any]:
     """Times ``frames`` calls after ``warmup``; returns the numbers."""
-    from diffusers import StableDiffusionPipeline
-
-    sys.path.insert(0, str(streamdiffusion_src))
-    from streamdiffusion import StreamDiffusion  # the original, from its source folder
-    from streamdiffusion.image_utils import postprocess_image
+    from .stream_goldens import load_original
 
     if not torch.cuda.is_available():
         raise SystemExit("time-original needs a CUDA GPU")
-    torch.set_grad_enabled(False)
     torch_dtype = torch.float16 if dtype == "fp16" else torch.float32
     steps = t_index_list or [45]
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(checkpoint), torch_dtype=torch_dtype, safety_checker=None, requires_safety_checker=False
-    ).to("cuda")
+    StreamDiffusion, pipe = load_original(checkpoint, streamdiffusion_src, torch_dtype, "cuda")
+    from streamdiffusion.image_utils import postprocess_image  # importable once load_original added its source
     stream = StreamDiffusion(pipe, t_index_list=steps, torch_dtype=torch_dtype, width=size, height=size, cfg_type=cfg_type)
     stream.prepare("a watercolor lighthouse at dusk", num_inference_steps=50, guidance_scale=1.2, seed=2)
     images = _frames(size, size, 8)
