@@ -418,11 +418,15 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   const unet = async (request: UnetRequest, frame: WrapperFrameV1, clock?: StageClock): Promise<Float32Array> => {
     const started = performance.now();
     const textEmbeddings = state.encoderHiddenStates(request.unconditional);
-    const steps = Array.from(request.timesteps, (timestep) => state.constants.timesteps.indexOf(timestep));
+    // Without wrappers nothing else is computed per run: the text embeddings go in as they are.
     const added =
       wrappers.length === 0
         ? { inputs: {}, encoderHiddenStates: textEmbeddings, tokens: TEXT_TOKENS }
-        : await wrapperContributions(wrappers, { ...request, steps, textEmbeddings, frame }, embeddingWidth);
+        : await wrapperContributions(
+            wrappers,
+            { ...request, steps: Array.from(request.timesteps, (timestep) => state.constants.timesteps.indexOf(timestep)), textEmbeddings, frame },
+            embeddingWidth,
+          );
     const { out_sample: prediction } = await model.sessions.run(
       'unet',
       {
