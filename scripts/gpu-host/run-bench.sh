@@ -4,6 +4,7 @@
 # original on the same weights. Output lands in $OUT. Every device call gets a fresh host, so each
 # phase exports what it needs itself:
 #   bash scripts/gpu-host/run-bench.sh session       # everything below that the closing notes quote
+#   bash scripts/gpu-host/run-bench.sh sd15          # the same benches on the SD1.5 architecture
 #   bash scripts/gpu-host/run-bench.sh ours          # dynamic-shape fused vs plain attention, NHWC vs NCHW
 #   bash scripts/gpu-host/run-bench.sh profile-only  # onnxruntime's per-kernel profile of the UNet
 #   bash scripts/gpu-host/run-bench.sh original      # the Python original in PyTorch eager (CUDA)
@@ -15,23 +16,23 @@ for deb in .gl/*.deb; do [[ -e $deb ]] && dpkg -x "$deb" /; done
 ldconfig 2>/dev/null || true
 export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
 CHECKPOINT=/tmp/sdx-bench-checkpoint FUSED=/tmp/sdx-bench-fused PLAIN=/tmp/sdx-bench-plain STATIC=/tmp/sdx-bench-static-fused
+SD15_CHECKPOINT=/tmp/sdx-bench-sd15-checkpoint SD15=/tmp/sdx-bench-sd15
 OUT=${OUT:-/tmp/sdx-bench-out}
 mkdir -p "$OUT"
 
-tool() { python3 -m streamdiffusion_export "$@"; }
 
 # The checkpoint and a model folder from random-init (its first export), unless both exist.
 random_init() { # out folder, then export options
   local out=$1; shift
   [[ -f $out/unet/model.onnx && -d $CHECKPOINT/unet ]] && return 0
-  timeout 300 tool random-init --arch sd-turbo --vae taesd --dtype fp16 --seed 0 "$@" --out "$out" --save-checkpoint "$CHECKPOINT" 2>&1 | tail -7
+  timeout 300 python3 -m streamdiffusion_export random-init --arch sd-turbo --vae taesd --dtype fp16 --seed 0 "$@" --out "$out" --save-checkpoint "$CHECKPOINT" 2>&1 | tail -7
 }
 
 # Another export of the same checkpoint.
 convert() { # out folder, then export options
   local out=$1; shift
   [[ -f $out/unet/model.onnx ]] && return 0
-  timeout 240 tool convert "$CHECKPOINT" "$out" --dtype fp16 "$@" 2>&1 | tail -6
+  timeout 240 python3 -m streamdiffusion_export convert "$CHECKPOINT" "$out" --dtype fp16 "$@" 2>&1 | tail -6
 }
 
 # Static shapes (every dim fixed at UNet batch 1, 512×512): for 1-step, frame_buffer_size 1 benches.
@@ -56,11 +57,18 @@ profile_unet() {
   for trace in /tmp/sdx-profile/*unet*.json; do [[ -e $trace ]] && node scripts/gpu-host/profile-summary.mjs "$trace" --top 45 | tee "$OUT/profile-summary.txt"; done
 }
 
-original() {
-  for steps in 45 32,45 0,16,32,45; do
-    local result=$OUT/original-${steps//,/-}
-    echo "::: original, t_index_list $steps"
-    timeout 150 tool time-original "$CHECKPOINT" --streamdiffusion-src .vendor/StreamDiffusion/src \
+# SD1.5 (CLIP ViT-L text encoder, 768-wide cross-attention), dynamic shapes, fused attention.
+sd15_model() {
+  [[ -f $SD15/unet/model.onnx ]] && return 0
+  timeout 300 python3 -m streamdiffusion_export random-init --arch sd15 --vae taesd --dtype fp16 --seed 0 --attention fused --out "$SD15" --save-checkpoint "$SD15_CHECKPOINT" 2>&1 | tail -4
+}
+
+original() { # checkpoint, then t_index_lists
+  local checkpoint=$1; shift
+  for steps in "$@"; do
+    local result=$OUT/original-$(basename "$checkpoint")-${steps//,/-}
+    echo "::: original $(basename "$checkpoint"), t_index_list $steps"
+    timeout 150 python3 -m streamdiffusion_export time-original "$checkpoint" --streamdiffusion-src .vendor/StreamDiffusion/src \
       --size 512 --steps "$steps" --cfg none --frames 50 --warmup 10 --json > "$result.json" 2> "$result.err" \
       && python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print({k: round(v["fps"], 2) for k, v in r["results"].items()}, "fps;", round(r["peak_cuda_memory_mb"]), "MB")' "$result.json" \
       || tail -8 "$result.err"
@@ -71,9 +79,7 @@ case ${1:-session} in
   session)
     static_model
     bench static-fused-1step --model "$STATIC" --size 512 --steps 45 --cfg none --frames 100 --warmup 10
-    bench static-fused-1step-novalidation --model "$STATIC" --size 512 --steps 45 --cfg none --validation disabled --frames 50 --warmup 5
-    profile_unet
-    original
+    original "$CHECKPOINT" 45 32,45 0,16,32,45
     convert "$FUSED" --attention fused
     bench dynamic-fused-2step --model "$FUSED" --size 512 --steps 32,45 --cfg none --frames 30 --warmup 5
     bench dynamic-fused-4step --model "$FUSED" --size 512 --steps 0,16,32,45 --cfg none --frames 30 --warmup 5
@@ -86,7 +92,13 @@ case ${1:-session} in
     bench plain-nhwc-1step --model "$PLAIN" --size 512 --steps 45 --cfg none --layout NHWC --frames 30 --warmup 5
     bench fused-nchw-1step --model "$FUSED" --size 512 --steps 45 --cfg none --layout NCHW --frames 30 --warmup 5
     ;;
+  sd15)
+    sd15_model
+    bench sd15-1step --model "$SD15" --size 512 --steps 45 --cfg none --frames 50 --warmup 5
+    bench sd15-2step --model "$SD15" --size 512 --steps 32,45 --cfg none --frames 30 --warmup 5
+    original "$SD15_CHECKPOINT" 45 32,45
+    ;;
   profile-only) static_model; profile_unet ;;
-  original) static_model; original ;;
+  original) static_model; original "$CHECKPOINT" 45 32,45 0,16,32,45 ;;
   *) echo "usage: run-bench.sh session|ours|profile-only|original" >&2; exit 2 ;;
 esac

@@ -46,6 +46,17 @@ describe('images', () => {
     expect(Array.from(tensor.data)).toEqual([1, -1, -1, -1, -1, 1]);
   });
 
+  it('takes raw pixels already at the size without libvips, to the same values as a decoded file', async () => {
+    const rgb = gradient(6, 4);
+    const rgba: RgbImage = { ...rgb, channels: 4, data: new Uint8Array(6 * 4 * 4).map((_, index) => (index % 4 === 3 ? 99 : rgb.data[Math.floor(index / 4) * 3 + (index % 4)]!)) };
+    await writeImage(join(folder, 'c.png'), rgb);
+    const throughLibvips = await imageToTensor(join(folder, 'c.png'), { width: 6, height: 4 });
+    for (const raw of [rgb, rgba]) {
+      const direct = await imageToTensor(raw, { width: 6, height: 4 });
+      expect(Array.from(direct.data)).toEqual(Array.from(throughLibvips.data));
+    }
+  });
+
   it('resizes any size to the model resolution', async () => {
     const small: RgbImage = { data: new Uint8Array(7 * 5 * 3).fill(51), width: 7, height: 5, channels: 3 };
     const tensor = await imageToTensor(small, { width: 64, height: 48 });

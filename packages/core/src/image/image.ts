@@ -59,21 +59,28 @@ export async function readImage(source: ImageSource): Promise<RgbImage> {
  */
 export async function imageToTensor(source: ImageSource, size: { readonly width: number; readonly height: number }): Promise<HostTensor<'float32'>> {
   const { width, height } = size;
+  // Raw pixels already at the size (live video frames) need no resize: skip libvips' round trip.
+  if (isRaw(source) && source.width === width && source.height === height) {
+    checkRaw(source);
+    return { type: 'float32', dims: [1, 3, height, width], data: planarValues(source.data, source.channels, width * height) };
+  }
   const { data } = await open(source)
     .removeAlpha()
     .toColourspace('srgb')
     .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
     .raw()
     .toBuffer({ resolveWithObject: true });
-  const plane = width * height;
+  return { type: 'float32', dims: [1, 3, height, width], data: planarValues(data, 3, width * height) };
+}
+
+/** Interleaved RGB(A) bytes → planar RGB channels, 0..255 → -1..1 (alpha dropped). */
+function planarValues(data: Uint8Array, channels: number, plane: number): Float32Array {
   const values = new Float32Array(3 * plane);
-  // Interleaved RGB bytes → planar channels, 0..255 → -1..1.
-  for (let pixel = 0; pixel < plane; pixel += 1) {
-    for (let channel = 0; channel < 3; channel += 1) {
-      values[channel * plane + pixel] = data[pixel * 3 + channel]! / 127.5 - 1;
-    }
+  for (let channel = 0; channel < 3; channel += 1) {
+    const offset = channel * plane;
+    for (let pixel = 0; pixel < plane; pixel += 1) values[offset + pixel] = data[pixel * channels + channel]! / 127.5 - 1;
   }
-  return { type: 'float32', dims: [1, 3, height, width], data: values };
+  return values;
 }
 
 /**

@@ -4,11 +4,11 @@
  * Runs models through the runtime's worker; the stream-batch math runs on host float32 arrays.
  */
 import { DisposedError, InvalidArgumentError } from '../errors/errors.js';
-import { imageToTensor, tensorToImage, type ImageSource, type RgbImage } from '../image/image.js';
+import { imageToTensor, type ImageSource, type RgbImage } from '../image/image.js';
 import type { LoadedModel } from '../model-folder/load-model.js';
 import { createTorchGenerator, type TorchGenerator } from '../noise/torch-generator.js';
 import { TEXT_TOKENS } from '../model-folder/unet-inputs.js';
-import { hostTensor } from '../runtime/host-tensor.js';
+import { hostTensor, type HostTensor } from '../runtime/host-tensor.js';
 import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createSimilarityFilter, type SimilarityFilter, type SimilarityFilterOptions } from '../stream/similarity-filter.js';
 import { hotParametersShape, reloadParametersShape, streamParametersShape, withoutDefaults } from '../config/stream-parameters.js';
@@ -92,9 +92,9 @@ export interface FrameTimings {
   readonly unet: number;
   /** The stream-batch math around the UNet: input noise, CFG, the LCM step, the buffer refill. */
   readonly scheduler: number;
-  /** The VAE decoder. */
+  /** The VAE decoder; for image results this includes turning its output into uint8 pixels on the device. */
   readonly decode: number;
-  /** Output tensor to images (with images only). */
+  /** Host work on the output after decoding (pixels come back converted: only split into frames). */
   readonly postprocess: number;
   /** The whole call. */
   readonly total: number;
@@ -442,15 +442,29 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
     return values;
   };
 
+  const decoderInput = (latents: Float32Array): { latent_sample: HostTensor } => ({
+    latent_sample: hostTensor(
+      latents.map((value) => value / scaling),
+      [f, channels, latentHeight, latentWidth],
+    ),
+  });
+  /** x̂0 latents → `[f, 3, height, width]` decoded tensors in [-1, 1] on the host. */
   const decode = async (latents: Float32Array): Promise<Float32Array> => {
-    const unscaled = latents.map((value) => value / scaling);
-    const { sample } = await model.sessions.run(
-      'vae_decoder',
-      { latent_sample: hostTensor(unscaled, [f, channels, latentHeight, latentWidth]) },
-      { read: ['sample'] },
-    );
+    const { sample } = await model.sessions.run('vae_decoder', decoderInput(latents), { read: ['sample'] });
     return sample!.float32();
   };
+  /**
+   * x̂0 latents → `[f, height, width, 3]` RGB pixels. The decoded tensor becomes pixels where it was
+   * decoded (on the GPU on WebGPU), and only the uint8 pixels come back: no float readback, no
+   * JavaScript loop over them.
+   */
+  const decodePixels = async (latents: Float32Array): Promise<Uint8Array> => {
+    const { sample } = await model.sessions.run('vae_decoder', decoderInput(latents), { readPixels: ['sample'] });
+    return (await sample!.data()) as Uint8Array;
+  };
+  const frameBytes = height * width * 3;
+  const toImages = (pixels: Uint8Array): RgbImage[] =>
+    Array.from({ length: f }, (_, frame) => ({ data: pixels.subarray(frame * frameBytes, (frame + 1) * frameBytes), width, height, channels: 3 as const }));
 
   const encode = async (images: Float32Array): Promise<Float32Array> => {
     if (!capabilities.imageToImage) {
@@ -460,11 +474,17 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
     return (await latents!.float32()).map((value) => value * scaling);
   };
 
-  let previous: { images: Float32Array; latents: Float32Array } | undefined;
+  /** The last processed frame, kept for the similarity filter's skips in whichever form was asked. */
+  let previous: { latents: Float32Array; tensor?: Float32Array; pixels?: Uint8Array } | undefined;
   const imageSize = 3 * height * width;
 
-  const toImages = (decoded: Float32Array): RgbImage[] =>
-    Array.from({ length: f }, (_, frame) => tensorToImage(decoded.subarray(frame * imageSize, (frame + 1) * imageSize), [1, 3, height, width]));
+  /** The decoded output in the form a call wants, decoded once per form. */
+  type Output = 'tensor' | 'pixels';
+  type Decoded<Form extends Output> = Form extends 'tensor' ? Float32Array : Uint8Array;
+  const decodeAs = async <Form extends Output>(form: Form, latents: Float32Array, clock: StageClock): Promise<Decoded<Form>> => {
+    const decoded = await clock.time<Float32Array | Uint8Array>('decode', () => (form === 'tensor' ? decode(latents) : decodePixels(latents)));
+    return decoded as Decoded<Form>;
+  };
 
   const imagesShape = `[${f}, 3, ${height}, ${width}] = ${f * imageSize} values`;
   const frameOf = (input: Float32Array | undefined, given: Readonly<Record<string, Float32Array>> | undefined): WrapperFrameV1 =>
@@ -472,7 +492,7 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
 
   type Pipeline = StreamDiffusion<WrappersParameters<Wrappers>>;
   type UpdateResult = Awaited<ReturnType<Pipeline['update']>>;
-  const img2imgTensor: Pipeline['img2imgTensor'] = (images, options) =>
+  const runImg2Img = <Form extends Output>(form: Form, images: Float32Array, options: FrameImagesOption<Float32Array> | undefined) =>
     serial(async () => {
       if (images.length !== f * imageSize) {
         throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: imagesShape });
@@ -482,22 +502,31 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       const { batch, filter, constants, initNoise } = state;
       // The filter always processes the first frame, so `previous` exists whenever it skips.
       if (filter?.decide(images).skip === true && previous !== undefined) {
-        return { ...previous, warm: batch.warm, skipped: true, timings: clock.timings() };
+        const kept = previous;
+        // A skip returns the last output, decoded again only if it was last asked for in the other form.
+        const output = (form === 'tensor' ? kept.tensor : kept.pixels) ?? (await decodeAs(form, kept.latents, clock));
+        if (form === 'tensor') kept.tensor = output as Float32Array;
+        else kept.pixels = output as Uint8Array;
+        return { images: output as Decoded<Form>, latents: kept.latents, warm: batch.warm, skipped: true, timings: clock.timings() };
       }
       const encoded = await clock.time('encode', () => encode(images));
       const denoised = await clock.time('scheduler', () => batch.step(addInputNoise({ constants, initNoise, frameBufferSize: f, slotSize }, encoded), (request) => unet(request, frame, clock)));
-      previous = { images: await clock.time('decode', () => decode(denoised)), latents: denoised };
-      return { ...previous, warm: batch.warm, skipped: false, timings: clock.timings() };
+      const output = await decodeAs(form, denoised, clock);
+      previous = form === 'tensor' ? { latents: denoised, tensor: output as Float32Array } : { latents: denoised, pixels: output as Uint8Array };
+      return { images: output, latents: denoised, warm: batch.warm, skipped: false, timings: clock.timings() };
     });
 
-  const txt2imgTensor: Pipeline['txt2imgTensor'] = (options) =>
+  const runTxt2Img = <Form extends Output>(form: Form, options: FrameImagesOption<Float32Array> | undefined) =>
     serial(async () => {
       const clock = startClock();
       const frame = frameOf(undefined, options?.images);
       const { batch, textGenerator } = state;
       const denoised = await clock.time('scheduler', () => batch.step(textGenerator.randn(latentShape), (request) => unet(request, frame, clock)));
-      return { images: await clock.time('decode', () => decode(denoised)), latents: denoised, warm: batch.warm, timings: clock.timings() };
+      return { images: await decodeAs(form, denoised, clock), latents: denoised, warm: batch.warm, timings: clock.timings() };
     });
+
+  const img2imgTensor: Pipeline['img2imgTensor'] = (images, options) => runImg2Img('tensor', images, options);
+  const txt2imgTensor: Pipeline['txt2imgTensor'] = (options) => runTxt2Img('tensor', options);
 
   const txt2imgOneStepTensor: Pipeline['txt2imgOneStepTensor'] = (options) => serial(() => oneStep(state, frameOf(undefined, options?.images)));
   const oneStep = async ({ constants, textGenerator, parameters }: FrameState, frame: WrapperFrameV1): Promise<{ images: Float32Array; latents: Float32Array }> => {
@@ -584,24 +613,26 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
         };
       });
     },
+    // Pixels come back from the decoder already converted (see decodePixels); postprocess only
+    // splits them into one image per frame.
     async img2img(frames, options) {
       const started = performance.now();
       const images = await toTensor('frames', frames);
       const given = await toTensors(options?.images);
       const preprocess = performance.now() - started;
-      const result = await img2imgTensor(images, given);
-      const converted = performance.now();
+      const result = await runImg2Img('pixels', images, given);
+      const decoded = performance.now();
       const output = toImages(result.images);
       const ended = performance.now();
-      return { images: output, warm: result.warm, skipped: result.skipped, timings: { ...result.timings, preprocess, postprocess: ended - converted, total: ended - started } };
+      return { images: output, warm: result.warm, skipped: result.skipped, timings: { ...result.timings, preprocess, postprocess: ended - decoded, total: ended - started } };
     },
     async txt2img(options) {
       const started = performance.now();
-      const result = await txt2imgTensor(await toTensors(options?.images));
-      const converted = performance.now();
+      const result = await runTxt2Img('pixels', await toTensors(options?.images));
+      const decoded = performance.now();
       const output = toImages(result.images);
       const ended = performance.now();
-      return { images: output, warm: result.warm, skipped: false, timings: { ...result.timings, postprocess: ended - converted, total: ended - started } };
+      return { images: output, warm: result.warm, skipped: false, timings: { ...result.timings, postprocess: ended - decoded, total: ended - started } };
     },
     dispose,
     [Symbol.asyncDispose]: dispose,

@@ -10,7 +10,7 @@ import { DisposedError, InferenceError, InvalidArgumentError, ModelFolderError }
 import { StreamDiffusionError } from '../errors/streamdiffusion-error.js';
 import { machineEnvironment, resolveDevice, type Device } from './devices.js';
 import { convertTensorData, float16BitsToFloat32, type TensorData, type TensorType } from './dtypes.js';
-import { castModel, identityModel } from './one-node-models.js';
+import { castModel, identityModel, imagePixelsModel } from './helper-models.js';
 import type { ModelSignature, ValueSignature } from './model-signature.js';
 import type { SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
 
@@ -160,6 +160,29 @@ async function dataOf(tensor: ort.Tensor, asFloat32: boolean): Promise<TensorDat
   return data;
 }
 
+/** Sessions (one per float type) that turn decoded images into uint8 pixels on the CPU side. */
+const pixelConverters = new Map<string, Promise<ort.InferenceSession>>();
+
+/** `[f, 3, H, W]` decoded images in [-1, 1] → `[f, H, W, 3]` uint8 pixels, converted on the device. */
+async function pixelsOf(model: string, name: string, tensor: ort.Tensor): Promise<WireOutput> {
+  const type = tensor.type;
+  if ((type !== 'float32' && type !== 'float16') || tensor.dims.length !== 4 || tensor.dims[1] !== 3) {
+    throw new InvalidArgumentError({
+      field: `readPixels (${model}.${name})`,
+      value: `${type} [${tensor.dims.join(', ')}]`,
+      expected: 'a float32 or float16 [f, 3, height, width] image output',
+    });
+  }
+  let converter = pixelConverters.get(type);
+  if (converter === undefined) {
+    converter = ort.InferenceSession.create(imagePixelsModel(type), { ...sessionOptions(requireDevice()), preferredOutputLocation: 'cpu' as const });
+    pixelConverters.set(type, converter);
+  }
+  const { pixels } = await (await converter).run({ x: tensor });
+  if (pixels === undefined) throw new InferenceError({ model: 'image pixels', message: 'no output' });
+  return { type: 'uint8', dims: [...pixels.dims], data: (pixels.data as Uint8Array).slice() };
+}
+
 function releaseTensor(handle: number): void {
   const held = tensors.get(handle);
   if (held === undefined) return;
@@ -222,7 +245,13 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     const outputs: Record<string, WireOutput> = {};
     for (const [name, tensor] of Object.entries(results)) {
       const type = tensor.type as TensorType;
-      if (request.read.includes(name)) {
+      if (request.readPixels?.includes(name) === true) {
+        try {
+          outputs[name] = await pixelsOf(request.model, name, tensor);
+        } finally {
+          if (tensor.location !== 'cpu') tensor.dispose();
+        }
+      } else if (request.read.includes(name)) {
         // Read as fp32, an fp16 output is an fp32 tensor from here on.
         const readType = request.readAsFloat32 && type === 'float16' ? 'float32' : type;
         outputs[name] = { type: readType, dims: [...tensor.dims], data: await dataOf(tensor, request.readAsFloat32) };

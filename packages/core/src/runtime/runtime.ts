@@ -118,6 +118,11 @@ export interface RunOptions<Output extends string = string> {
   readonly read?: readonly Output[];
   /** Bring fp16 outputs in `read` back as fp32 values. Default true. */
   readonly readAsFloat32?: boolean;
+  /**
+   * Outputs that are decoded images (`[f, 3, H, W]` in [-1, 1]) to bring back as `[f, H, W, 3]`
+   * uint8 RGB pixels, converted where the model ran (on the GPU on WebGPU) as `tensorToImage` does.
+   */
+  readonly readPixels?: readonly Output[];
 }
 
 /** The models of one pipeline, loaded once into a runtime's worker. */
@@ -184,6 +189,7 @@ export class SessionSet<Name extends string = string> {
       inputs: wireInputs,
       read: options.read ?? [],
       readAsFloat32: options.readAsFloat32 ?? true,
+      ...(options.readPixels === undefined ? {} : { readPixels: options.readPixels }),
     });
     return Object.fromEntries(
       Object.entries(outputs).map(([name, output]) => [name, new RuntimeTensor(this.#runtime, output)]),

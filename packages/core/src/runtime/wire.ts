@@ -49,6 +49,8 @@ export type WorkerRequest =
       readonly inputs: Readonly<Record<string, WireInput>>;
       readonly read: readonly string[];
       readonly readAsFloat32: boolean;
+      /** Outputs to bring back as `[f, H, W, 3]` uint8 pixels (decoded images in [-1, 1]). */
+      readonly readPixels?: readonly string[];
     }
   | { readonly op: 'read'; readonly handle: number; readonly asFloat32: boolean }
   | { readonly op: 'release'; readonly handles: readonly number[] }

@@ -1,7 +1,8 @@
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { float32ToFloat16Bits } from './dtypes.js';
-import { castModel, identityModel } from './one-node-models.js';
+import { tensorToImage } from '../image/image.js';
+import { float16BitsToFloat32, float32ToFloat16Bits } from './dtypes.js';
+import { castModel, identityModel, imagePixelsModel } from './helper-models.js';
 
 // The hand-written ONNX bytes must make a valid model that returns its input unchanged, for every
 // element type and rank the runtime may need to read back from the GPU.
@@ -47,4 +48,36 @@ describe('castModel', () => {
       await session.release();
     }
   });
+});
+
+describe('imagePixelsModel', () => {
+  // Two 3×5 frames: ordinary values, both clip ends, values beyond them, and values whose × 255
+  // lands exactly on .5 (rounded half to even: 0.5 → 0, 1.5 → 2), so a plain Math.round would fail.
+  const height = 3;
+  const width = 5;
+  const plane = height * width;
+  const values = new Float32Array(2 * 3 * plane);
+  const special = [-1, 1, -1.5, 7, 0, 1 / 255 - 1, 3 / 255 - 1, 5 / 255 - 1, 0.25, -0.3];
+  for (let index = 0; index < values.length; index += 1) values[index] = special[index % special.length] ?? Math.sin(index * 1.7);
+  for (let index = special.length; index < values.length; index += 3) values[index] = Math.sin(index * 0.37) * 1.2;
+
+  const expectedPixels = (input: Float32Array): number[] =>
+    [0, 1].flatMap((frame) => Array.from(tensorToImage(input.subarray(frame * 3 * plane, (frame + 1) * 3 * plane), [1, 3, height, width]).data));
+
+  for (const type of ['float32', 'float16'] as const) {
+    it(`turns [f, 3, H, W] ${type} in [-1, 1] into the same [f, H, W, 3] pixels as tensorToImage`, async () => {
+      const session = await ort.InferenceSession.create(imagePixelsModel(type));
+      try {
+        const data = type === 'float16' ? float32ToFloat16Bits(values) : values;
+        const { pixels } = await session.run({ x: new ort.Tensor(type, data, [2, 3, height, width]) });
+        expect(pixels?.type).toBe('uint8');
+        expect(pixels?.dims).toEqual([2, height, width, 3]);
+        // fp16 input is compared with what its fp16 values give in float32.
+        const reference = type === 'float16' ? float16BitsToFloat32(data as Uint16Array) : values;
+        expect(Array.from(pixels!.data as Uint8Array)).toEqual(expectedPixels(reference));
+      } finally {
+        await session.release();
+      }
+    });
+  }
 });
