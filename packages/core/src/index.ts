@@ -57,7 +57,7 @@ export { loadModel, type LoadedModel } from './model-folder/load-model.js';
 export { createPromptEncoder, type PromptEncoder } from './prompt-encoder/prompt-encoder.js';
 export { createClipTokenizer, type ClipTokenizer } from './tokenizer/clip-tokenizer.js';
 export { CLIP_MAX_LENGTH } from './tokenizer/read-tokenizer-folder.js';
-export { imageToTensor, readImage, tensorToImage, writeImage, type ImageSource, type RgbImage } from './image/image.js';
+export { imageToTensor, readImage, resizeImage, tensorToImage, writeImage, type ImageSource, type RgbImage } from './image/image.js';
 export {
   createSimilarityFilter,
   type SimilarityDecision,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors/errors.js';
-import { imageToTensor, readImage, tensorToImage, writeImage, type RgbImage } from './image.js';
+import { imageToTensor, readImage, resizeImage, tensorToImage, writeImage, type RgbImage } from './image.js';
 
 /** A width × height RGB image whose pixel (x, y) is (x·40, y·60, 200). */
 function gradient(width: number, height: number): RgbImage {
@@ -55,6 +55,15 @@ describe('images', () => {
       const direct = await imageToTensor(raw, { width: 6, height: 4 });
       expect(Array.from(direct.data)).toEqual(Array.from(throughLibvips.data));
     }
+  });
+
+  it('resizes pixels as the pipeline resizes its input, and passes RGB already at the size through', async () => {
+    const small: RgbImage = { data: new Uint8Array(7 * 5 * 4).map((_, index) => (index % 4 === 3 ? 255 : 90)), width: 7, height: 5, channels: 4 };
+    const resized = await resizeImage(small, { width: 16, height: 12 });
+    expect(resized).toMatchObject({ width: 16, height: 12, channels: 3 });
+    expect(new Set(resized.data)).toEqual(new Set([90]));
+    const same = gradient(16, 12);
+    expect(await resizeImage(same, { width: 16, height: 12 })).toBe(same);
   });
 
   it('resizes any size to the model resolution', async () => {

@@ -54,6 +54,25 @@ export async function readImage(source: ImageSource): Promise<RgbImage> {
 }
 
 /**
+ * An image as RGB pixels at `width` × `height`: stretched as the pipeline stretches its input
+ * (Lanczos, alpha dropped). Raw RGB pixels already at the size are returned as they are.
+ */
+export async function resizeImage(source: ImageSource, size: { readonly width: number; readonly height: number }): Promise<RgbImage> {
+  const { width, height } = size;
+  if (isRaw(source) && source.width === width && source.height === height && source.channels === 3) {
+    checkRaw(source);
+    return source;
+  }
+  const { data } = await open(source)
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, channels: 3 };
+}
+
+/**
  * An image as the VAE encoder's input: resized to `width` × `height` (stretched, as diffusers'
  * image processor does; Lanczos), RGB, `[1, 3, height, width]` float32 in [-1, 1].
  */

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { goldenFrames } from '../../test-support/stream-goldens.js';
 import { useTinyModel, useWrapperModel } from '../../test-support/tiny-model.js';
 import { DisposedError, InvalidArgumentError } from '../errors/errors.js';
+import { tensorToImage } from '../image/image.js';
 import { createTorchGenerator } from '../noise/torch-generator.js';
 import { createLcmSchedule } from '../scheduler/lcm-schedule.js';
 import { createMockWrapper } from '../test/mock-wrapper.js';
@@ -55,12 +56,14 @@ describe('wrappers on a UNet with an extra input and an extra token', () => {
     const racingMock = feeding({ residual: 0.1 });
     const racing = await make(racingMock);
     const results = await Promise.all([racing.img2imgTensor(frame(0)), racing.update({ mock_residual: 0.7, delta: 0.5 }), racing.img2imgTensor(frame(1))]);
-    expect(racingMock.calls.map((call) => call.residual)).toEqual([0.1, 0.1, 0.7, 0.7]);
+    // The update lands between the frames or after the second, never between a frame's two calls.
+    const seen = racingMock.calls.map((call) => call.residual);
+    expect([[0.1, 0.1, 0.7, 0.7], [0.1, 0.1, 0.1, 0.1]]).toContainEqual(seen);
 
     const serialMock = feeding({ residual: 0.1 });
     const serial = await make(serialMock);
     await serial.img2imgTensor(frame(0));
-    await serial.update({ mock_residual: 0.7, delta: 0.5 });
+    if (seen[2] === 0.7) await serial.update({ mock_residual: 0.7, delta: 0.5 });
     expect(same(results[2].latents, (await serial.img2imgTensor(frame(1))).latents)).toBe(true);
   });
 });
@@ -115,8 +118,8 @@ describe('wrappers on the plain tiny model', () => {
       applied: ['guidance_scale', 'a_residual'],
       needsReload: ['width', 'b_variant'],
     });
-    expect(a.events).toEqual(['attach', 'prepare', 'commit']);
-    expect(b.events).toEqual(['attach', 'prepare', 'commit']);
+    expect(a.events).toEqual(['attach', 'prepare', 'prepared', 'commit']);
+    expect(b.events).toEqual(['attach', 'prepare', 'prepared', 'commit']);
     expect(await stream.update(stream.getState())).toEqual({ applied: [], needsReload: [] });
     expect(stream.getState()).toMatchObject({ a_residual: 0.25, b_variant: 'a', guidance_scale: 1.4, width: 64 });
   });
@@ -132,7 +135,7 @@ describe('wrappers on the plain tiny model', () => {
     expect(() => stream.update({ mock_residual: 'loud' as unknown as number })).toThrow(/mock_residual: expected number/);
     // The wrapper prepares, the pipeline's part fails (an index past the schedule): the wrapper's part is abandoned.
     await expect(stream.update({ mock_residual: 0.9, t_index_list: [10, 60] })).rejects.toThrow(/tIndexList/);
-    expect(mock.events).toEqual(['attach', 'prepare', 'abandon']);
+    expect(mock.events).toEqual(['attach', 'prepare', 'prepared', 'abandon']);
     expect(stream.getState()).toEqual(before);
 
     const failing = createMockWrapper({ prefix: 'failing', fail: 'prepare' });
@@ -142,6 +145,39 @@ describe('wrappers on the plain tiny model', () => {
     expect(stream2.getState()).toEqual(before2);
 
     expect(same((await stream.img2imgTensor(frame(1))).latents, (await untouched.img2imgTensor(frame(1))).latents)).toBe(true);
+  });
+
+  it('prepares an update beside the running frames (a slow model load does not stall the stream) and swaps it in between two frames', async () => {
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const mock = createMockWrapper({ residual: 0.5, prepareGate: () => gate });
+    const stream = await make([mock]);
+    const updating = stream.update({ mock_residual: 0.75, prompt: 'a red boat' });
+    let settled = false;
+    void updating.then(() => (settled = true));
+    // While the wrapper is still preparing, frames keep coming, with the old values.
+    for (let index = 0; index < 2; index += 1) await stream.img2imgTensor(frame(index));
+    expect(settled).toBe(false);
+    expect(mock.calls.map((call) => call.residual)).toEqual([0.5, 0.5]);
+    expect(stream.getState()).toMatchObject({ mock_residual: 0.5, prompt: 'a lighthouse' });
+    open();
+    expect(await updating).toEqual({ applied: ['prompt', 'mock_residual'], needsReload: [] });
+    await stream.img2imgTensor(frame(2));
+    expect(mock.calls.at(-1)!.residual).toBe(0.75);
+    expect(mock.events).toEqual(['attach', 'prepare', 'prepared', 'commit']);
+  });
+
+  it('shows wrappers the previous output as images: none before the first frame, then the last result', async () => {
+    const mock = createMockWrapper();
+    const stream = await make([mock], { tIndexList: [20] });
+    const first = await stream.img2img({ data: new Uint8Array(64 * 64 * 3).fill(90), width: 64, height: 64, channels: 3 });
+    expect(mock.calls.at(-1)!.previousOutput).toBeNull();
+    await stream.img2img({ data: new Uint8Array(64 * 64 * 3).fill(30), width: 64, height: 64, channels: 3 });
+    expect(mock.calls.at(-1)!.previousOutput).toEqual([[...first.images[0]!.data.subarray(0, 6)]]);
+    // Kept as tensors (the tensor API), the previous output is converted on ask: the same pixels.
+    const tensor = await stream.img2imgTensor(frame(0));
+    await stream.img2imgTensor(frame(1));
+    expect(mock.calls.at(-1)!.previousOutput).toEqual([[...tensorToImage(tensor.images, [1, 3, 64, 64]).data.subarray(0, 6)]]);
   });
 
   it('hands each wrapper its frame images: given ones by name, the input frame as fallback', async () => {

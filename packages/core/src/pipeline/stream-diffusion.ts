@@ -4,7 +4,7 @@
  * Runs models through the runtime's worker; the stream-batch math runs on host float32 arrays.
  */
 import { DisposedError, InvalidArgumentError } from '../errors/errors.js';
-import { imageToTensor, type ImageSource, type RgbImage } from '../image/image.js';
+import { imageToTensor, tensorToImage, type ImageSource, type RgbImage } from '../image/image.js';
 import type { LoadedModel } from '../model-folder/load-model.js';
 import { createTorchGenerator, type TorchGenerator } from '../noise/torch-generator.js';
 import { TEXT_TOKENS } from '../model-folder/unet-inputs.js';
@@ -136,8 +136,9 @@ export interface StreamDiffusion<Extra extends object = object> {
   getState(): HotParameters & ReloadParameters & Extra;
   /**
    * Changes hot parameters while the stream runs. Validated first (a bad value raises
-   * `InvalidArgumentError` naming the key, and nothing changes); applied whole between two frames,
-   * never during one; only what changed is recomputed (a new prompt is encoded, a new seed redraws
+   * `InvalidArgumentError` naming the key, and nothing changes); prepared beside the running frames
+   * (models load, prompts encode while frames go on), then applied whole between two frames, never
+   * during one (frames called meanwhile use the old values); only what changed is recomputed (a new prompt is encoded, a new seed redraws
    * the noise, a t_index_list of the same length keeps the stream's buffer, a new length restarts
    * it). Resolves with the hot keys whose value changed (`applied`) and the reload keys (width,
    * cfg_type, …) whose new value needs a new pipeline (`needsReload`; not applied).
@@ -294,6 +295,15 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
     return values;
   };
 
+  /** Encodes the prompts `parameters` use ahead of `buildState`, which then finds them cached. */
+  const encodePrompts = async (parameters: HotParameters): Promise<void> => {
+    const prompts = blendingList(parameters.prompt_blending, 'prompt_list', 'slerp');
+    // The negative prompt only when buildState will use it (guided initialize / full).
+    const guided = parameters.guidance_scale > 1 && (cfgType === 'initialize' || cfgType === 'full');
+    const texts = prompts === undefined ? [parameters.prompt] : prompts.items.map(([prompt]) => prompt);
+    await Promise.all([...texts, ...(guided ? [parameters.negative_prompt] : [])].map(embed));
+  };
+
   /**
    * Everything a frame reads, built whole and swapped in one assignment between frames, so a frame
    * sees the parameters entirely before or entirely after an update.
@@ -401,8 +411,10 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
     throw error;
   });
 
-  // Frames and updates run one at a time, in call order: an update lands between frames, never in one.
+  // Frames and updates' swaps run one at a time, in call order: an update lands between frames,
+  // never in one. Updates also queue among themselves (`updates`) while they prepare.
   let queue: Promise<unknown> = Promise.resolve();
+  let updates: Promise<unknown> = Promise.resolve();
   let disposed = false;
   const serial = <T>(task: () => Promise<T>): Promise<T> => {
     const run = queue.then(() => {
@@ -487,8 +499,20 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   };
 
   const imagesShape = `[${f}, 3, ${height}, ${width}] = ${f * imageSize} values`;
-  const frameOf = (input: Float32Array | undefined, given: Readonly<Record<string, Float32Array>> | undefined): WrapperFrameV1 =>
-    frameImages(wrappers, input, given, f * imageSize, imagesShape);
+  const frameOf = (input: Float32Array | undefined, given: Readonly<Record<string, Float32Array>> | undefined): WrapperFrameV1 => {
+    // The output before this call, as images on first ask (from whichever form it was kept in).
+    const kept = previous;
+    let images: readonly RgbImage[] | undefined;
+    const previousOutput = (): readonly RgbImage[] | undefined => {
+      if (kept === undefined) return undefined;
+      images ??=
+        kept.pixels !== undefined
+          ? toImages(kept.pixels)
+          : Array.from({ length: f }, (_, frame) => tensorToImage(kept.tensor!.subarray(frame * imageSize, (frame + 1) * imageSize), [1, 3, height, width]));
+      return images;
+    };
+    return frameImages(wrappers, input, given, f * imageSize, imagesShape, previousOutput);
+  };
 
   type Pipeline = StreamDiffusion<WrappersParameters<Wrappers>>;
   type UpdateResult = Awaited<ReturnType<Pipeline['update']>>;
@@ -592,26 +616,36 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       const changes = Object.fromEntries(Object.entries(data).filter(([key]) => hotKeys.has(key))) as Partial<HotParameters>;
       const wrapperChanges = Object.fromEntries(Object.entries(data).filter(([key]) => !hotKeys.has(key) && !reloadKeys.has(key)));
       const needsReload = (Object.keys(reloadParameters) as (keyof ReloadParameters)[]).filter((key) => key in data && data[key] !== reloadParameters[key]);
-      return serial(async () => {
-        const next: HotParameters = { ...state.parameters, ...changes, t_index_list: [...(changes.t_index_list ?? state.parameters.t_index_list)] };
-        const applied = (Object.keys(changes) as (keyof HotParameters)[]).filter((key) => JSON.stringify(changes[key]) !== JSON.stringify(state.parameters[key]));
-        // Everything is prepared first (prompts encoded, wrapper models loaded); only then does it all
-        // become visible at once, so a failure anywhere leaves the stream as it was.
+      // Updates run one at a time among themselves. Their slow part (wrapper models loading, new
+      // prompts encoding) runs beside the frames, which keep going; only the swap waits for the
+      // frame in flight and lands between two frames.
+      const run = async (): Promise<UpdateResult> => {
+        if (disposed) throw new DisposedError('a StreamDiffusion pipeline');
+        const current = state.parameters;
+        const next: HotParameters = { ...current, ...changes, t_index_list: [...(changes.t_index_list ?? current.t_index_list)] };
+        const applied = (Object.keys(changes) as (keyof HotParameters)[]).filter((key) => JSON.stringify(changes[key]) !== JSON.stringify(current[key]));
         const prepared = await prepareWrapperUpdates(wrappers, wrapperChanges);
-        let nextState: FrameState;
         try {
-          nextState = applied.length > 0 ? await buildState(next, state) : state;
+          if (applied.length > 0) await encodePrompts(next);
+          // Everything prepared; the state is built and swapped between frames, so a failure
+          // anywhere leaves the stream as it was.
+          return await serial(async () => {
+            const nextState = applied.length > 0 ? await buildState(next, state) : state;
+            prepared.commit();
+            state = nextState;
+            return {
+              applied: [...applied, ...prepared.applied] as UpdateResult['applied'],
+              needsReload: [...needsReload, ...prepared.needsReload] as UpdateResult['needsReload'],
+            };
+          });
         } catch (error) {
           await prepared.abandon();
           throw error;
         }
-        prepared.commit();
-        state = nextState;
-        return {
-          applied: [...applied, ...prepared.applied] as UpdateResult['applied'],
-          needsReload: [...needsReload, ...prepared.needsReload] as UpdateResult['needsReload'],
-        };
-      });
+      };
+      const result = updates.then(run, run);
+      updates = result.catch(() => undefined);
+      return result;
     },
     // Pixels come back from the decoder already converted (see decodePixels); postprocess only
     // splits them into one image per frame.

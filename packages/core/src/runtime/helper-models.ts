@@ -5,6 +5,8 @@
  *   `getData()` aborts the process, but it copies model outputs to the CPU when asked to);
  * - `y = Cast(x, to)`: converts float32 host data for float16 inputs inside onnxruntime (vectorised
  *   on the CPU, a GPU kernel on WebGPU) instead of element by element in JavaScript;
+ * - `y = Σ wᵢ·xᵢ`: a weighted sum of same-shaped tensors where they live (ControlNet residuals
+ *   scaled and summed on the GPU);
  * - `pixels = imagePixels(x)`: decoded `[f, 3, H, W]` tensors in [-1, 1] to `[f, H, W, 3]` uint8
  *   RGB, on the device that decoded them, so only the pixels come back (a quarter of fp32's bytes)
  *   and no JavaScript loop touches them.
@@ -80,8 +82,14 @@ interface GraphValue {
   readonly rank: number;
 }
 
-/** A model of `nodes` in order, from `input` to `output`, with float32 scalar constants. */
-function graphModel(name: string, input: GraphValue, output: GraphValue, nodes: readonly GraphNode[], scalars: Readonly<Record<string, number>> = {}): Uint8Array {
+/** A model of `nodes` in order, from `inputs` to `output`, with float32 scalar constants. */
+function graphModel(
+  name: string,
+  inputs: GraphValue | readonly GraphValue[],
+  output: GraphValue,
+  nodes: readonly GraphNode[],
+  scalars: Readonly<Record<string, number>> = {},
+): Uint8Array {
   // NodeProto { input = 1, output = 2, op_type = 4, attribute = 5 }
   const nodeBytes = nodes.map((node) => [
     ...node.inputs.flatMap((value) => bytesField(1, value)),
@@ -94,7 +102,7 @@ function graphModel(name: string, input: GraphValue, output: GraphValue, nodes: 
     ...nodeBytes.flatMap((node) => bytesField(1, node)),
     ...bytesField(2, name),
     ...Object.entries(scalars).flatMap(([scalar, value]) => bytesField(5, scalarInitializer(scalar, value))),
-    ...bytesField(11, valueInfo(input.name, input.type, input.rank)),
+    ...(Array.isArray(inputs) ? inputs : [inputs]).flatMap((input: GraphValue) => bytesField(11, valueInfo(input.name, input.type, input.rank))),
     ...bytesField(12, valueInfo(output.name, output.type, output.rank)),
   ];
   // ModelProto { ir_version = 1, producer_name = 2, graph = 7, opset_import = 8 }
@@ -122,6 +130,26 @@ export function identityModel(type: TensorType, rank: number): Uint8Array {
 /** ONNX bytes of `y = Cast(x, to)` from `from` to `to` tensors of `rank` (opset 17, IR version 8). */
 export function castModel(from: TensorType, to: TensorType, rank: number): Uint8Array {
   return oneNodeModel('Cast', from, to, rank, [intAttribute('to', ELEMENT_TYPES[to])]);
+}
+
+/**
+ * ONNX bytes of `y = Σ wᵢ·xᵢ` over `count` tensors `x0…` of `type` and `rank` with scalar weights
+ * `w0…` of the same element type (opset 17 `Mul` then `Sum`, in input order).
+ */
+export function weightedSumModel(type: 'float32' | 'float16', rank: number, count: number): Uint8Array {
+  const terms = Array.from({ length: count }, (_, index) => index);
+  return graphModel(
+    'weighted-sum',
+    terms.flatMap((index) => [
+      { name: `x${index}`, type, rank },
+      { name: `w${index}`, type, rank: 0 },
+    ]),
+    { name: 'y', type, rank },
+    [
+      ...terms.map((index) => ({ op: 'Mul', inputs: [`x${index}`, `w${index}`], output: `p${index}` })),
+      { op: 'Sum', inputs: terms.map((index) => `p${index}`), output: 'y' },
+    ],
+  );
 }
 
 /**

@@ -9,8 +9,8 @@ import { errorToWire } from '../errors/error-wire.js';
 import { DisposedError, InferenceError, InvalidArgumentError, ModelFolderError } from '../errors/errors.js';
 import { StreamDiffusionError } from '../errors/streamdiffusion-error.js';
 import { machineEnvironment, resolveDevice, type Device } from './devices.js';
-import { convertTensorData, float16BitsToFloat32, type TensorData, type TensorType } from './dtypes.js';
-import { castModel, identityModel, imagePixelsModel } from './helper-models.js';
+import { convertTensorData, float16BitsToFloat32, float32ToFloat16Bits, type TensorData, type TensorType } from './dtypes.js';
+import { castModel, identityModel, imagePixelsModel, weightedSumModel } from './helper-models.js';
 import type { ModelSignature, ValueSignature } from './model-signature.js';
 import type { SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
 
@@ -183,6 +183,19 @@ async function pixelsOf(model: string, name: string, tensor: ort.Tensor): Promis
   return { type: 'uint8', dims: [...pixels.dims], data: (pixels.data as Uint8Array).slice() };
 }
 
+/** Weighted-sum sessions by element type, rank and term count. */
+const weightedSums = new Map<string, Promise<ort.InferenceSession>>();
+
+/** Tensors the runtime holds for no session set (`combine` and `hold` results): set id 0. */
+const RUNTIME_SET = 0;
+
+/** Keeps a tensor in the worker (on the device where it is) and describes it by handle. */
+function keep(tensor: ort.Tensor, setId: number): WireOutput {
+  const handle = nextHandle++;
+  tensors.set(handle, { tensor, setId });
+  return { type: tensor.type as TensorType, dims: [...tensor.dims], handle };
+}
+
 function releaseTensor(handle: number): void {
   const held = tensors.get(handle);
   if (held === undefined) return;
@@ -270,6 +283,53 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     const held = tensors.get(request.handle);
     if (held === undefined) throw new DisposedError(`tensor ${request.handle}`);
     return dataOf(held.tensor, request.asFloat32);
+  },
+  async combine(request) {
+    const fed: { tensor: ort.Tensor; temporary: boolean }[] = [];
+    try {
+      for (const term of request.terms) fed.push(await feed(term.input));
+      const first = fed[0]?.tensor;
+      if (first === undefined) throw new InvalidArgumentError({ field: 'terms', value: [], expected: 'at least one tensor' });
+      const type = first.type;
+      if (type !== 'float32' && type !== 'float16') {
+        throw new InvalidArgumentError({ field: 'terms[0].tensor.type', value: type, expected: 'float32 or float16' });
+      }
+      for (const [index, { tensor }] of fed.entries()) {
+        if (tensor.type !== type || tensor.dims.join() !== first.dims.join()) {
+          throw new InvalidArgumentError({
+            field: `terms[${index}].tensor`,
+            value: `${tensor.type} [${tensor.dims.join(', ')}]`,
+            expected: `${type} [${first.dims.join(', ')}] like terms[0]`,
+          });
+        }
+      }
+      const key = `${type}/${first.dims.length}/${fed.length}`;
+      let session = weightedSums.get(key);
+      if (session === undefined) {
+        session = ort.InferenceSession.create(weightedSumModel(type, first.dims.length, fed.length), sessionOptions(requireDevice()));
+        weightedSums.set(key, session);
+      }
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [index, term] of request.terms.entries()) {
+        feeds[`x${index}`] = fed[index]!.tensor;
+        const weight = new Float32Array([term.weight]);
+        feeds[`w${index}`] = type === 'float16' ? new ort.Tensor('float16', float32ToFloat16Bits(weight), []) : new ort.Tensor('float32', weight, []);
+      }
+      const { y } = await (await session).run(feeds);
+      if (y === undefined) throw new InferenceError({ model: 'weighted sum', message: 'no output' });
+      if (!request.read) return keep(y, RUNTIME_SET);
+      const readType = request.readAsFloat32 && type === 'float16' ? 'float32' : type;
+      const output: WireOutput = { type: readType, dims: [...y.dims], data: await dataOf(y, request.readAsFloat32) };
+      if (y.location !== 'cpu') y.dispose();
+      return output;
+    } finally {
+      for (const { tensor, temporary } of fed) if (temporary && tensor.location !== 'cpu') tensor.dispose();
+    }
+  },
+  async hold(request) {
+    if (request.input.kind !== 'host') throw new InvalidArgumentError({ field: 'tensor', value: 'a RuntimeTensor', expected: 'host data to hold' });
+    const { tensor } = await feed(request.input);
+    return keep(tensor, RUNTIME_SET);
   },
   async release(request) {
     for (const handle of request.handles) releaseTensor(handle);

@@ -137,6 +137,52 @@ describe('runtime on the CPU', () => {
     await expect(set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) })).rejects.toBeInstanceOf(DisposedError);
   });
 
+  it('combines tensors as Σ weight·tensor where they live, host and resident alike, in float32 and float16', async () => {
+    const set = await runtime.loadSessions({ relu: fixture('relu') });
+    const a = hostTensor(new Float32Array([1, -2, 3.5, 0.1, 7, 8, 9, 10]), [2, 4]);
+    const { y: b } = await set.run('relu', { x: hostTensor(new Float32Array([0.3, 2, -3, 4, 5, 6, 7, 8]), [2, 4]) });
+    const before = await runtime.stats();
+    const sum = await runtime.combine([
+      { tensor: a, weight: 0.7 },
+      { tensor: b!, weight: -0.4 },
+    ]);
+    expect(sum.handle).toBeTypeOf('number');
+    expect((await runtime.stats()).tensors).toBe(before.tensors + 1);
+    const bValues = [0.3, 2, 0, 4, 5, 6, 7, 8];
+    // float32 steps: each product rounded, then the sum rounded.
+    const expected = Array.from(a.data as Float32Array, (value, index) => Math.fround(Math.fround(value * Math.fround(0.7)) + Math.fround(bValues[index]! * Math.fround(-0.4))));
+    expect(Array.from(await sum.float32())).toEqual(expected);
+    await sum.dispose();
+    expect((await runtime.stats()).tensors).toBe(before.tensors);
+
+    const half = hostTensor(float32ToFloat16Bits(new Float32Array([1, 2, 4, -8])), [4]);
+    const halfSum = await runtime.combine([{ tensor: half, weight: 0.5 }, { tensor: half, weight: 0.25 }], { read: true });
+    expect(halfSum.type).toBe('float32');
+    expect(Array.from(await halfSum.float32())).toEqual([0.75, 1.5, 3, -6]);
+
+    await expect(runtime.combine([{ tensor: a, weight: 1 }, { tensor: hostTensor(new Float32Array(4), [1, 4]), weight: 1 }])).rejects.toThrow(
+      /terms\[1\]\.tensor: expected float32 \[2, 4\] like terms\[0\], got "float32 \[1, 4\]"/,
+    );
+    await expect(runtime.combine([])).rejects.toThrow(/terms/);
+    await expect(runtime.combine([{ tensor: a, weight: Number.NaN }])).rejects.toThrow(/terms\[0\]\.weight/);
+    await b!.dispose();
+    await set.dispose();
+  });
+
+  it('holds host data in the worker to feed many runs, until disposed', async () => {
+    const set = await runtime.loadSessions({ relu: fixture('relu') });
+    const before = await runtime.stats();
+    const held = await runtime.hold(hostTensor(new Float32Array([-1, 2, -3, 4]), [1, 4]));
+    expect(held.handle).toBeTypeOf('number');
+    for (let run = 0; run < 2; run += 1) {
+      const { y } = await set.run('relu', { x: held }, { read: ['y'] });
+      expect(Array.from(await y!.float32())).toEqual([0, 2, 0, 4]);
+    }
+    await held.dispose();
+    expect((await runtime.stats()).tensors).toBe(before.tensors);
+    await set.dispose();
+  });
+
   it('keeps the main thread responsive while a model runs', async () => {
     const set = await runtime.loadSessions({ slow: fixture('slow-matmul') });
     const n = 384;

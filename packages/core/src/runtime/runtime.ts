@@ -169,19 +169,7 @@ export class SessionSet<Name extends string = string> {
     }
     const feedTypes = checkInputs(model, signature, descriptions);
     const wireInputs: Record<string, WireInput> = {};
-    for (const [name, tensor] of Object.entries(inputs)) {
-      const feedType = feedTypes[name] ?? tensor.type;
-      if (tensor instanceof RuntimeTensor) {
-        const handle = tensor.handle;
-        const data = tensor.hostData;
-        wireInputs[name] =
-          handle !== undefined
-            ? { kind: 'resident', handle }
-            : { kind: 'host', type: tensor.type, feedType, dims: tensor.dims, data: data as TensorData };
-      } else {
-        wireInputs[name] = { kind: 'host', type: tensor.type, feedType, dims: tensor.dims, data: tensor.data };
-      }
-    }
+    for (const [name, tensor] of Object.entries(inputs)) wireInputs[name] = wireInput(tensor, feedTypes[name] ?? tensor.type);
     const outputs = await this.#runtime.request({
       op: 'run',
       setId: this.#setId,
@@ -264,6 +252,36 @@ export class Runtime {
     return new SessionSet<Name>(this, setId, signatures);
   }
 
+  /**
+   * Σ weightᵢ·tensorᵢ over same-typed (float32 or float16), same-shaped tensors, computed where they
+   * live (on the GPU on WebGPU; weights rounded to the tensors' type). The result stays in the
+   * worker unless `read` is set; dispose it when done.
+   */
+  async combine(
+    terms: readonly { readonly tensor: HostTensor | RuntimeTensor; readonly weight: number }[],
+    options: { readonly read?: boolean; readonly readAsFloat32?: boolean } = {},
+  ): Promise<RuntimeTensor> {
+    if (terms.length === 0) throw new InvalidArgumentError({ field: 'terms', value: [], expected: 'at least one tensor' });
+    for (const [index, { weight }] of terms.entries()) {
+      if (!Number.isFinite(weight)) throw new InvalidArgumentError({ field: `terms[${index}].weight`, value: weight, expected: 'a finite number' });
+    }
+    const output = await this.request({
+      op: 'combine',
+      terms: terms.map(({ tensor, weight }) => ({ input: wireInput(tensor, tensor.type), weight })),
+      read: options.read ?? false,
+      readAsFloat32: options.readAsFloat32 ?? true,
+    });
+    return new RuntimeTensor(this, output);
+  }
+
+  /**
+   * Moves host data into the worker once, to feed many runs without sending it again (constant
+   * inputs such as all-zero residuals). Dispose it when done.
+   */
+  async hold(tensor: HostTensor): Promise<RuntimeTensor> {
+    return new RuntimeTensor(this, await this.request({ op: 'hold', input: wireInput(tensor, tensor.type) }));
+  }
+
   /** How many sessions and tensors the worker holds (for leak checks). */
   async stats(): Promise<RuntimeStats> {
     return this.request({ op: 'stats' });
@@ -280,6 +298,17 @@ export class Runtime {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.dispose();
   }
+}
+
+/** How a tensor travels to the worker: by handle when it lives there, else its host data. */
+function wireInput(tensor: HostTensor | RuntimeTensor, feedType: TensorType): WireInput {
+  if (tensor instanceof RuntimeTensor) {
+    const handle = tensor.handle;
+    if (handle !== undefined) return { kind: 'resident', handle };
+    if (tensor.hostData === undefined) throw new DisposedError('a RuntimeTensor');
+    return { kind: 'host', type: tensor.type, feedType, dims: tensor.dims, data: tensor.hostData };
+  }
+  return { kind: 'host', type: tensor.type, feedType, dims: tensor.dims, data: tensor.data };
 }
 
 function send(worker: Worker, pending: Map<number, Pending>, id: number, request: WorkerRequest): Promise<unknown> {

@@ -53,6 +53,13 @@ export type WorkerRequest =
       readonly readPixels?: readonly string[];
     }
   | { readonly op: 'read'; readonly handle: number; readonly asFloat32: boolean }
+  | {
+      readonly op: 'combine';
+      readonly terms: readonly { readonly input: WireInput; readonly weight: number }[];
+      readonly read: boolean;
+      readonly readAsFloat32: boolean;
+    }
+  | { readonly op: 'hold'; readonly input: WireInput }
   | { readonly op: 'release'; readonly handles: readonly number[] }
   | { readonly op: 'unload'; readonly setId: number }
   | { readonly op: 'stats' };
@@ -63,6 +70,8 @@ export interface WorkerResults {
   load: Record<string, ModelSignature>;
   run: Record<string, WireOutput>;
   read: TensorData;
+  combine: WireOutput;
+  hold: WireOutput;
   release: null;
   unload: null;
   stats: RuntimeStats;

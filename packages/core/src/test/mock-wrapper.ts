@@ -27,6 +27,8 @@ export interface MockWrapperCall {
   readonly images: Readonly<Record<string, number>>;
   /** Whether the run had an input frame (img2img) or not (txt2img). */
   readonly hasInput: boolean;
+  /** The first bytes of each previous output image (`frame.previousOutput()`), or null before any. */
+  readonly previousOutput: readonly (readonly number[])[] | null;
 }
 
 /** Options of {@link createMockWrapper}. */
@@ -44,6 +46,8 @@ export interface MockWrapperOptions<Prefix extends string> {
   readonly token?: number;
   /** Make `attach` or `prepareUpdate` fail, to test that failures leave nothing behind. */
   readonly fail?: 'attach' | 'prepare';
+  /** `prepareUpdate` waits for this before it returns (a slow model load, to test that frames go on). */
+  readonly prepareGate?: () => Promise<void>;
 }
 
 /** The mock, with what it recorded. */
@@ -93,6 +97,8 @@ export function createMockWrapper<const Prefix extends string = 'mock'>(options:
     async prepareUpdate(changes): Promise<PreparedWrapperUpdateV1> {
       events.push('prepare');
       if (options.fail === 'prepare') throw new Error('mock wrapper: prepareUpdate failed (as asked)');
+      if (options.prepareGate !== undefined) await options.prepareGate();
+      events.push('prepared');
       const given = changes as Partial<Record<string, unknown>>;
       const next = {
         residual: (given[keys.residual] as number | undefined) ?? state.residual,
@@ -126,6 +132,7 @@ export function createMockWrapper<const Prefix extends string = 'mock'>(options:
         textEmbeddingValues: call.textEmbeddings.length,
         images: Object.fromEntries([...call.frame.images].map(([name, image]) => [name, image[0] ?? Number.NaN])),
         hasInput: call.frame.input !== undefined,
+        previousOutput: call.frame.previousOutput()?.map((image) => [...image.data.subarray(0, 6)]) ?? null,
       });
       const dims = [call.batch, channels, height, width];
       const size = call.batch * channels * height * width;

@@ -24,7 +24,7 @@ function call(batch: number): WrapperUnetCallV1 {
     steps: new Array<number>(batch).fill(0),
     unconditional: new Array<boolean>(batch).fill(false),
     textEmbeddings,
-    frame: { input: undefined, images: new Map() },
+    frame: { input: undefined, images: new Map(), previousOutput: () => undefined },
   };
 }
 

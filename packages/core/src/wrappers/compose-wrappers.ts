@@ -3,6 +3,7 @@
  * per-run merge of their UNet inputs and extra tokens, the per-frame images, and the two-phase
  * updates that land together with the pipeline's own.
  */
+import type { RgbImage } from '../image/image.js';
 import { z } from 'zod';
 import { InvalidArgumentError } from '../errors/errors.js';
 import { TEXT_TOKENS, UNET_INPUTS } from '../model-folder/unet-inputs.js';
@@ -108,6 +109,7 @@ export function frameImages(
   given: Readonly<Record<string, Float32Array>> | undefined,
   expectedLength: number,
   describe: string,
+  previousOutput: () => readonly RgbImage[] | undefined = () => undefined,
 ): WrapperFrameV1 {
   const images = new Map<string, Float32Array>();
   const known = new Set<string>();
@@ -128,7 +130,7 @@ export function frameImages(
   for (const name of Object.keys(given ?? {})) {
     if (!known.has(name)) throw new InvalidArgumentError({ field: `images.${name}`, value: name, expected: known.size === 0 ? 'no images (no wrapper takes any)' : `one of ${[...known].join(', ')}` });
   }
-  return { input, images };
+  return { input, images, previousOutput };
 }
 
 /**

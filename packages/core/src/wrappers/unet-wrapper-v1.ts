@@ -15,6 +15,7 @@
  * 5. `dispose()` when the pipeline is disposed, in reverse order.
  */
 import type { z } from 'zod';
+import type { RgbImage } from '../image/image.js';
 import type { LoadedModel } from '../model-folder/load-model.js';
 import type { HostTensor } from '../runtime/host-tensor.js';
 import type { Runtime, RuntimeTensor } from '../runtime/runtime.js';
@@ -54,6 +55,11 @@ export interface WrapperFrameV1 {
   readonly input: Float32Array | undefined;
   /** Each `frameImages` entry by name, after its fallback. */
   readonly images: ReadonlyMap<string, Float32Array>;
+  /**
+   * The pipeline's previous output, one RGB image per frame at the pipeline's size (made on first
+   * ask), or undefined before the first output. For feedback: blending the last output back in.
+   */
+  previousOutput(): readonly RgbImage[] | undefined;
 }
 
 /** What a wrapper sees of one UNet run. */
