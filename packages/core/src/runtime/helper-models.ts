@@ -46,8 +46,8 @@ function bytesField(field: number, content: number[] | string): number[] {
   return [...varint((field << 3) | 2), ...varint(bytes.length), ...bytes];
 }
 
-function valueInfo(name: string, type: TensorType, rank: number): number[] {
-  const dims = Array.from({ length: rank }, (_, axis) => bytesField(1, bytesField(2, `d${axis}`))).flat();
+function valueInfo(name: string, type: TensorType, rank: number, dimPrefix = 'd'): number[] {
+  const dims = Array.from({ length: rank }, (_, axis) => bytesField(1, bytesField(2, `${dimPrefix}${axis}`))).flat();
   const tensorType = [...numberField(1, ELEMENT_TYPES[type]), ...bytesField(2, dims)];
   // ValueInfoProto { name = 1, type = 2 { tensor_type = 1 } }
   return [...bytesField(1, name), ...bytesField(2, bytesField(1, tensorType))];
@@ -80,6 +80,8 @@ interface GraphValue {
   readonly name: string;
   readonly type: TensorType;
   readonly rank: number;
+  /** Symbolic dim names are `<prefix><axis>`: values sharing a prefix share their dims. Default `d`. */
+  readonly dimPrefix?: string;
 }
 
 /** A model of `nodes` in order, from `inputs` to `output`, with float32 scalar constants. */
@@ -102,7 +104,7 @@ function graphModel(
     ...nodeBytes.flatMap((node) => bytesField(1, node)),
     ...bytesField(2, name),
     ...Object.entries(scalars).flatMap(([scalar, value]) => bytesField(5, scalarInitializer(scalar, value))),
-    ...(Array.isArray(inputs) ? inputs : [inputs]).flatMap((input: GraphValue) => bytesField(11, valueInfo(input.name, input.type, input.rank))),
+    ...(Array.isArray(inputs) ? inputs : [inputs]).flatMap((input: GraphValue) => bytesField(11, valueInfo(input.name, input.type, input.rank, input.dimPrefix))),
     ...bytesField(12, valueInfo(output.name, output.type, output.rank)),
   ];
   // ModelProto { ir_version = 1, producer_name = 2, graph = 7, opset_import = 8 }
@@ -133,8 +135,9 @@ export function castModel(from: TensorType, to: TensorType, rank: number): Uint8
 }
 
 /**
- * ONNX bytes of `y = Σ wᵢ·xᵢ` over `count` tensors `x0…` of `type` and `rank` with scalar weights
- * `w0…` of the same element type (opset 17 `Mul` then `Sum`, in input order).
+ * ONNX bytes of `y = Σ wᵢ·xᵢ` over `count` tensors `x0…` of `type` and `rank` with weights `w0…` of
+ * the same element type and rank that broadcast against them (`[1, 1, …]` for one weight, `[b, 1,
+ * …]` for one per batch entry); opset 17 `Mul` then `Sum`, in input order.
  */
 export function weightedSumModel(type: 'float32' | 'float16', rank: number, count: number): Uint8Array {
   const terms = Array.from({ length: count }, (_, index) => index);
@@ -142,7 +145,7 @@ export function weightedSumModel(type: 'float32' | 'float16', rank: number, coun
     'weighted-sum',
     terms.flatMap((index) => [
       { name: `x${index}`, type, rank },
-      { name: `w${index}`, type, rank: 0 },
+      { name: `w${index}`, type, rank, dimPrefix: `w${index}_` },
     ]),
     { name: 'y', type, rank },
     [

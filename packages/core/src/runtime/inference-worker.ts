@@ -295,6 +295,10 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
         throw new InvalidArgumentError({ field: 'terms[0].tensor.type', value: type, expected: 'float32 or float16' });
       }
       for (const [index, { tensor }] of fed.entries()) {
+        const weight = request.terms[index]!.weight;
+        if (typeof weight !== 'number' && (first.dims.length === 0 || weight.length !== first.dims[0])) {
+          throw new InvalidArgumentError({ field: `terms[${index}].weight`, value: `${weight.length} weights`, expected: `one number, or one per entry of axis 0 (${first.dims[0] ?? 'a scalar has none'})` });
+        }
         if (tensor.type !== type || tensor.dims.join() !== first.dims.join()) {
           throw new InvalidArgumentError({
             field: `terms[${index}].tensor`,
@@ -312,8 +316,10 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
       const feeds: Record<string, ort.Tensor> = {};
       for (const [index, term] of request.terms.entries()) {
         feeds[`x${index}`] = fed[index]!.tensor;
-        const weight = new Float32Array([term.weight]);
-        feeds[`w${index}`] = type === 'float16' ? new ort.Tensor('float16', float32ToFloat16Bits(weight), []) : new ort.Tensor('float32', weight, []);
+        // One weight, or one per entry of axis 0: shaped [1 | b, 1, …] to broadcast.
+        const weight = Float32Array.from(typeof term.weight === 'number' ? [term.weight] : term.weight);
+        const dims = [weight.length, ...first.dims.slice(1).map(() => 1)];
+        feeds[`w${index}`] = type === 'float16' ? new ort.Tensor('float16', float32ToFloat16Bits(weight), dims) : new ort.Tensor('float32', weight, dims);
       }
       const { y } = await (await session).run(feeds);
       if (y === undefined) throw new InferenceError({ model: 'weighted sum', message: 'no output' });

@@ -163,6 +163,10 @@ describe('runtime on the CPU', () => {
     await expect(runtime.combine([{ tensor: a, weight: 1 }, { tensor: hostTensor(new Float32Array(4), [1, 4]), weight: 1 }])).rejects.toThrow(
       /terms\[1\]\.tensor: expected float32 \[2, 4\] like terms\[0\], got "float32 \[1, 4\]"/,
     );
+    // One weight per batch entry (axis 0): row 0 × 2, row 1 × 0.
+    const perEntry = await runtime.combine([{ tensor: a, weight: [2, 0] }], { read: true });
+    expect(Array.from(await perEntry.float32())).toEqual([2, -4, 7, Math.fround(0.1) * 2, 0, 0, 0, 0]);
+    await expect(runtime.combine([{ tensor: a, weight: [1, 2, 3] }])).rejects.toThrow(/terms\[0\]\.weight: expected one number, or one per entry of axis 0 \(2\)/);
     await expect(runtime.combine([])).rejects.toThrow(/terms/);
     await expect(runtime.combine([{ tensor: a, weight: Number.NaN }])).rejects.toThrow(/terms\[0\]\.weight/);
     await b!.dispose();

@@ -254,16 +254,19 @@ export class Runtime {
 
   /**
    * Σ weightᵢ·tensorᵢ over same-typed (float32 or float16), same-shaped tensors, computed where they
-   * live (on the GPU on WebGPU; weights rounded to the tensors' type). The result stays in the
-   * worker unless `read` is set; dispose it when done.
+   * live (on the GPU on WebGPU; weights rounded to the tensors' type). A weight is one number or one
+   * per entry of axis 0 (per batch entry). The result stays in the worker unless `read` is set;
+   * dispose it when done.
    */
   async combine(
-    terms: readonly { readonly tensor: HostTensor | RuntimeTensor; readonly weight: number }[],
+    terms: readonly { readonly tensor: HostTensor | RuntimeTensor; readonly weight: number | readonly number[] }[],
     options: { readonly read?: boolean; readonly readAsFloat32?: boolean } = {},
   ): Promise<RuntimeTensor> {
     if (terms.length === 0) throw new InvalidArgumentError({ field: 'terms', value: [], expected: 'at least one tensor' });
     for (const [index, { weight }] of terms.entries()) {
-      if (!Number.isFinite(weight)) throw new InvalidArgumentError({ field: `terms[${index}].weight`, value: weight, expected: 'a finite number' });
+      if (!(typeof weight === 'number' ? [weight] : weight).every(Number.isFinite)) {
+        throw new InvalidArgumentError({ field: `terms[${index}].weight`, value: weight, expected: 'finite numbers' });
+      }
     }
     const output = await this.request({
       op: 'combine',

@@ -55,7 +55,7 @@ export type WorkerRequest =
   | { readonly op: 'read'; readonly handle: number; readonly asFloat32: boolean }
   | {
       readonly op: 'combine';
-      readonly terms: readonly { readonly input: WireInput; readonly weight: number }[];
+      readonly terms: readonly { readonly input: WireInput; readonly weight: number | readonly number[] }[];
       readonly read: boolean;
       readonly readAsFloat32: boolean;
     }
