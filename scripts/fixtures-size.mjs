@@ -4,7 +4,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 const LIMIT = 10 * 1024 * 1024;
-const roots = ['fixtures', 'packages/core/test-fixtures'];
+const roots = ['fixtures', 'packages/core/test-fixtures', 'packages/controlnet/test-fixtures'];
 let total = 0;
 const walk = (folder) => {
   for (const entry of readdirSync(folder, { withFileTypes: true })) {

@@ -436,7 +436,7 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
         ? { inputs: {}, encoderHiddenStates: textEmbeddings, tokens: TEXT_TOKENS }
         : await wrapperContributions(
             wrappers,
-            { ...request, steps: Array.from(request.timesteps, (timestep) => state.constants.timesteps.indexOf(timestep)), textEmbeddings, frame },
+            { ...request, steps: Array.from(request.timesteps, (timestep) => state.constants.timesteps.indexOf(timestep)), stepCount: state.constants.timesteps.length, textEmbeddings, frame },
             embeddingWidth,
           );
     const { out_sample: prediction } = await model.sessions.run(

@@ -22,6 +22,7 @@ function call(batch: number): WrapperUnetCallV1 {
     batch,
     timesteps: new Float32Array(batch),
     steps: new Array<number>(batch).fill(0),
+    stepCount: 1,
     unconditional: new Array<boolean>(batch).fill(false),
     textEmbeddings,
     frame: { input: undefined, images: new Map(), previousOutput: () => undefined },

@@ -71,6 +71,8 @@ export interface WrapperUnetCallV1 {
   readonly timesteps: Float32Array;
   /** Per batch entry: its position in t_index_list (for per-step weights). */
   readonly steps: readonly number[];
+  /** n = the length of t_index_list: `steps[i] / stepCount` is how far entry i is through denoising. */
+  readonly stepCount: number;
   /** Per batch entry: true when it is conditioned on the negative prompt (CFG). */
   readonly unconditional: readonly boolean[];
   /** The text-token embeddings `[batch, 77, D]`, without any wrapper's extra tokens. */

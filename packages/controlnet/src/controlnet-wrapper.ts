@@ -1,0 +1,359 @@
+/**
+ * The ControlNet wrapper (a `UNetWrapperV1`): one or more ControlNets steer the UNet through the 13
+ * residual inputs (12 down-block skips and the mid block). Per UNet run, every active ControlNet
+ * sees the latents, the timesteps, the 77 text tokens only (never a wrapper's extra tokens) and its
+ * control image in [0, 1]; its residuals are scaled by `conditioning_scale` outside the model and
+ * summed where they live (on the GPU on WebGPU). With none active, all-zero residuals keep the
+ * UNet's inputs fed.
+ */
+import { join } from 'node:path';
+import {
+  InvalidArgumentError,
+  ModelFolderError,
+  hostTensor,
+  UNET_INPUTS,
+  type HostTensor,
+  type PreparedWrapperUpdateV1,
+  type RgbImage,
+  type RuntimeTensor,
+  type SessionSet,
+  type UNetWrapperV1,
+  type WrapperFrameV1,
+  type WrapperPipelineV1,
+  type WrapperUnetCallV1,
+} from '@streamdiffusion/core';
+import { controlNetEntrySchema, controlNetsField, type ControlNetEntry, type ControlNetEntryInput, type ControlNetParameters } from './controlnet-parameters.js';
+import type { AnyPreprocessorDefinition, PreprocessorInstance } from './preprocessors/preprocessor.js';
+import { preprocessorNamed } from './preprocessors/preprocessors.js';
+
+/** The residual inputs of a UNet made for ControlNet, in order (DESIGN.md §3). */
+export const RESIDUAL_INPUTS: readonly string[] = Object.freeze([
+  ...Array.from({ length: 12 }, (_, index) => `${UNET_INPUTS.downBlockResidualPrefix}${index}`),
+  UNET_INPUTS.midBlockResidual,
+]);
+
+/** Options of {@link createControlNet}. */
+export interface ControlNetOptions {
+  /** The ControlNets to start with (config-file keys; defaults filled in). */
+  readonly controlnets?: readonly ControlNetEntryInput[];
+}
+
+/** One loaded ControlNet with its preprocessor. */
+interface Unit {
+  readonly entry: ControlNetEntry;
+  readonly sessions: SessionSet<'controlnet'>;
+  /** Channels of `controlnet_cond`: 3, or 6 (the previous output, then the control image). */
+  readonly channels: 3 | 6;
+  readonly definition: AnyPreprocessorDefinition;
+  readonly preprocessor: PreprocessorInstance<object>;
+  readonly parameters: object;
+}
+
+/** The ControlNet wrapper, with what it has loaded. */
+export interface ControlNetWrapper extends UNetWrapperV1<ControlNetParameters> {
+  /** The ControlNets in force, in order, with the conditioning channels each takes. */
+  loaded(): readonly { readonly modelId: string; readonly channels: 3 | 6; readonly preprocessor: string }[];
+}
+
+const CONTROLNET_INPUTS = ['sample', 'timestep', 'encoder_hidden_states', 'controlnet_cond'] as const;
+
+function modelPath(modelId: string): string {
+  return modelId.endsWith('.onnx') ? modelId : join(modelId, 'model.onnx');
+}
+
+/** `[-1, 1]` planar frame k of `[f, 3, H, W]` → RGB pixels. */
+function frameToImage(frames: Float32Array, frame: number, width: number, height: number): RgbImage {
+  const plane = width * height;
+  const offset = frame * 3 * plane;
+  const data = new Uint8Array(3 * plane);
+  for (let channel = 0; channel < 3; channel += 1) {
+    for (let pixel = 0; pixel < plane; pixel += 1) {
+      data[pixel * 3 + channel] = Math.min(255, Math.max(0, Math.round((frames[offset + channel * plane + pixel]! + 1) * 127.5)));
+    }
+  }
+  return { data, width, height, channels: 3 };
+}
+
+/** RGB pixels → planar `[3, H, W]` in [0, 1], written at `offset` of `target`. */
+function writeUnit(image: RgbImage, target: Float32Array, offset: number): void {
+  const plane = image.width * image.height;
+  const stride = image.channels;
+  for (let channel = 0; channel < 3; channel += 1) {
+    for (let pixel = 0; pixel < plane; pixel += 1) target[offset + channel * plane + pixel] = image.data[pixel * stride + channel]! / 255;
+  }
+}
+
+/**
+ * Makes the ControlNet wrapper. Pass it to `createStreamDiffusion({ model, wrappers: [controlnet] })`
+ * with a model folder whose UNet has the residual inputs (the export tool's `--controlnet-inputs`).
+ */
+export function createControlNet(options: ControlNetOptions = {}): ControlNetWrapper {
+  const parsed = controlNetsField([]).safeParse(options.controlnets ?? []);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InvalidArgumentError({ field: ['controlnets', ...issue.path.map(String)].join('.'), value: undefined, expected: issue.message });
+  }
+  const initial = parsed.data;
+  let pipeline: WrapperPipelineV1 | undefined;
+  let units: Unit[] = [];
+  /** Tensors handed to the last UNet run; released at the next run or on dispose. */
+  let outstanding: RuntimeTensor[] = [];
+  /** All-zero residuals per batch size, for runs with no ControlNet active. */
+  const zeros = new Map<number, Promise<Record<string, RuntimeTensor>>>();
+  /** The control images of the frame being diffused, per unit. */
+  let controlFrame: { frame: WrapperFrameV1; images: Map<Unit, Promise<Float32Array>> } | undefined;
+
+  const attached = (): WrapperPipelineV1 => {
+    if (pipeline === undefined) throw new InvalidArgumentError({ field: 'controlnet', value: 'not attached', expected: 'a wrapper passed to createStreamDiffusion' });
+    return pipeline;
+  };
+
+  const load = async (entry: ControlNetEntry, field: string): Promise<Unit> => {
+    const { runtime } = attached();
+    const definition = preprocessorNamed(entry.preprocessor);
+    const parsedParameters = definition.parameters.safeParse(entry.preprocessor_params);
+    if (!parsedParameters.success) {
+      const issue = parsedParameters.error.issues[0]!;
+      const key = issue.path.map(String).join('.');
+      throw new InvalidArgumentError({
+        field: `${field}.preprocessor_params${key === '' ? '' : `.${key}`}`,
+        value: key === '' ? entry.preprocessor_params : (entry.preprocessor_params)[key],
+        expected: issue.message,
+      });
+    }
+    if (definition.needsModel && entry.preprocessor_model === undefined) {
+      throw new InvalidArgumentError({ field: `${field}.preprocessor_model`, value: undefined, expected: `a model folder or .onnx file for the ${definition.name} preprocessor` });
+    }
+    const path = modelPath(entry.model_id);
+    const sessions = await runtime.loadSessions({ controlnet: path });
+    try {
+      const signature = sessions.signatures.controlnet;
+      const names = signature.inputs.map((input) => input.name);
+      const missing = CONTROLNET_INPUTS.filter((name) => !names.includes(name));
+      const outputs = new Set(signature.outputs.map((output) => output.name));
+      const missingOutputs = RESIDUAL_INPUTS.filter((name) => !outputs.has(name));
+      if (missing.length > 0 || missingOutputs.length > 0) {
+        throw new ModelFolderError({
+          problem: 'bad-signature',
+          path,
+          message: `not a ControlNet made by the export tool: ${missing.length > 0 ? `it lacks the inputs ${missing.join(', ')}` : `it lacks the outputs ${missingOutputs.join(', ')}`} (inputs: ${names.join(', ')})`,
+        });
+      }
+      const channels = signature.inputs.find((input) => input.name === 'controlnet_cond')!.shape[1];
+      if (channels !== 3 && channels !== 6) {
+        throw new ModelFolderError({ problem: 'bad-signature', path, message: `controlnet_cond has ${String(channels)} channels; expected 3 or 6` });
+      }
+      const preprocessor = (await definition.create({ runtime, ...(entry.preprocessor_model === undefined ? {} : { modelPath: entry.preprocessor_model }) })) as PreprocessorInstance<object>;
+      return { entry, sessions, channels, definition, preprocessor, parameters: parsedParameters.data as object };
+    } catch (error) {
+      await sessions.dispose();
+      throw error;
+    }
+  };
+
+  const release = async (unit: Unit): Promise<void> => {
+    await Promise.allSettled([unit.preprocessor.dispose(), unit.sessions.dispose()]);
+  };
+
+  /** Unit `unit`'s control input for the frame, `[f, C, H, W]` in [0, 1]. */
+  const controlImages = (unit: Unit, frame: WrapperFrameV1): Promise<Float32Array> => {
+    if (controlFrame?.frame !== frame) controlFrame = { frame, images: new Map() };
+    let images = controlFrame.images.get(unit);
+    if (images === undefined) {
+      images = (async () => {
+        const { width, height, frameBufferSize: f } = attached();
+        const source = frame.images.get('control') ?? frame.input;
+        if (source === undefined) {
+          throw new InvalidArgumentError({ field: 'images.control', value: undefined, expected: 'a control image (txt2img has no input frame to fall back to)' });
+        }
+        const plane = width * height;
+        const result = new Float32Array(f * unit.channels * plane);
+        const previous = frame.previousOutput();
+        for (let index = 0; index < f; index += 1) {
+          const image = frameToImage(source, index, width, height);
+          const made = await unit.preprocessor.process(image, unit.parameters, { width, height, previousOutput: previous?.[index] });
+          const base = index * unit.channels * plane;
+          if (unit.channels === 6) {
+            // TemporalNet's layout: the previous output (the input frame before there is one), then the control image.
+            writeUnit(previous?.[index] ?? image, result, base);
+            writeUnit(made, result, base + 3 * plane);
+          } else {
+            writeUnit(made, result, base);
+          }
+        }
+        return result;
+      })();
+      controlFrame.images.set(unit, images);
+    }
+    return images;
+  };
+
+  /** Per batch entry: conditioning_scale, or 0 outside control_guidance_start…end. */
+  const weightsFor = (unit: Unit, call: WrapperUnetCallV1): number[] =>
+    call.steps.map((step) => {
+      const { control_guidance_start: start, control_guidance_end: end, conditioning_scale: scale } = unit.entry;
+      const inside = step / call.stepCount >= start && (step + 1) / call.stepCount <= end + 1e-9;
+      return inside ? scale : 0;
+    });
+
+  const zeroResiduals = (batch: number): Promise<Record<string, RuntimeTensor>> => {
+    let made = zeros.get(batch);
+    if (made === undefined) {
+      made = (async () => {
+        const { model, runtime, latentShape } = attached();
+        const [, latentHeight, latentWidth] = latentShape;
+        const inputs = model.sessions.signatures.unet.inputs;
+        const held: Record<string, RuntimeTensor> = {};
+        for (const [index, name] of RESIDUAL_INPUTS.entries()) {
+          const declared = inputs.find((input) => input.name === name)!;
+          const channels = declared.shape[1];
+          if (typeof channels !== 'number') {
+            throw new ModelFolderError({ problem: 'bad-signature', path: model.folder.root, message: `the UNet input ${name} has no fixed channel count` });
+          }
+          // Down residual i is at 1/2^⌊i/3⌋ of the latent size; the mid one at the deepest level, 1/8.
+          const factor = index < 12 ? 2 ** Math.floor(index / 3) : 8;
+          const dims = [batch, channels, Math.ceil(latentHeight / factor), Math.ceil(latentWidth / factor)];
+          const count = dims.reduce((product, dim) => product * dim, 1);
+          const tensor: HostTensor = declared.type === 'float16' ? hostTensor(new Uint16Array(count), dims) : hostTensor(new Float32Array(count), dims);
+          held[name] = await runtime.hold(tensor);
+        }
+        return held;
+      })();
+      made.catch(() => zeros.delete(batch));
+      zeros.set(batch, made);
+    }
+    return made;
+  };
+
+  const releaseOutstanding = async (): Promise<void> => {
+    const released = outstanding;
+    outstanding = [];
+    await Promise.all(released.map((tensor) => tensor.dispose()));
+  };
+
+  const wrapper: ControlNetWrapper = {
+    specVersion: 1,
+    name: 'controlnet',
+    parameters: { controlnets: controlNetsField(initial) },
+    unetInputs: RESIDUAL_INPUTS,
+    extraTokens: 0,
+    frameImages: [{ name: 'control', description: 'the image the ControlNets preprocess (default: the input frame)', fallback: 'input' }],
+    models: () => units.map((unit, index) => ({ name: `controlnet-${index}`, path: modelPath(unit.entry.model_id) })),
+    loaded: () => units.map((unit) => ({ modelId: unit.entry.model_id, channels: unit.channels, preprocessor: unit.entry.preprocessor })),
+
+    async attach(given) {
+      pipeline = given;
+      const made: Unit[] = [];
+      try {
+        for (const [index, entry] of initial.entries()) made.push(await load(entry, `controlnets.${index}`));
+      } catch (error) {
+        await Promise.all(made.map(release));
+        throw error;
+      }
+      units = made;
+    },
+
+    getState: () => ({ controlnets: units.map((unit) => ({ ...unit.entry, preprocessor_params: { ...unit.entry.preprocessor_params } })) }),
+
+    async prepareUpdate(changes): Promise<PreparedWrapperUpdateV1> {
+      const wanted = changes.controlnets;
+      if (wanted === undefined) return { applied: [], needsReload: [], commit: () => undefined, abandon: async () => undefined };
+      const current = new Map(units.map((unit) => [unit.entry.model_id, unit]));
+      const fresh: Unit[] = [];
+      const next: Unit[] = [];
+      try {
+        for (const [index, raw] of wanted.entries()) {
+          const entry = controlNetEntrySchema.parse(raw);
+          const kept = current.get(entry.model_id);
+          const sameProcessor = kept !== undefined && kept.entry.preprocessor === entry.preprocessor && kept.entry.preprocessor_model === entry.preprocessor_model;
+          if (kept !== undefined && sameProcessor) {
+            // Hot: scale, switch, guidance range and preprocessor parameters (validated here).
+            const parameters = kept.definition.parameters.safeParse(entry.preprocessor_params);
+            if (!parameters.success) {
+              const issue = parameters.error.issues[0]!;
+              const key = issue.path.map(String).join('.');
+              throw new InvalidArgumentError({ field: `controlnets.${index}.preprocessor_params${key === '' ? '' : `.${key}`}`, value: (entry.preprocessor_params)[key], expected: issue.message });
+            }
+            next.push({ ...kept, entry, parameters: parameters.data as object });
+          } else {
+            // A new ControlNet or a new preprocessor: loaded now, beside the running stream.
+            const unit = await load(entry, `controlnets.${index}`);
+            fresh.push(unit);
+            next.push(unit);
+          }
+        }
+      } catch (error) {
+        await Promise.all(fresh.map(release));
+        throw error;
+      }
+      const before = JSON.stringify(units.map((unit) => unit.entry));
+      const changed = before !== JSON.stringify(next.map((unit) => unit.entry));
+      const dropped = units.filter((unit) => !next.some((other) => other.sessions === unit.sessions));
+      const replacedPreprocessors = units.filter((unit) => next.some((other) => other.sessions !== unit.sessions && other.entry.model_id === unit.entry.model_id));
+      return {
+        applied: changed ? ['controlnets'] : [],
+        needsReload: [],
+        commit: () => {
+          units = next;
+          controlFrame = undefined;
+          // Between two frames: nothing uses the dropped ones any more.
+          void Promise.all([...dropped, ...replacedPreprocessors].map(release));
+        },
+        abandon: async () => {
+          await Promise.all(fresh.map(release));
+        },
+      };
+    },
+
+    async unetCall(call) {
+      await releaseOutstanding();
+      const { model } = attached();
+      const active = units
+        .filter((unit) => unit.entry.enabled && unit.entry.conditioning_scale > 0)
+        .map((unit) => ({ unit, weights: weightsFor(unit, call) }))
+        .filter(({ weights }) => weights.some((weight) => weight !== 0));
+      if (active.length === 0) return { inputs: await zeroResiduals(call.batch) };
+
+      const { width, height, frameBufferSize: f, latentShape } = attached();
+      const [channels, latentHeight, latentWidth] = latentShape;
+      const textWidth = model.capabilities.textEmbeddingWidth;
+      const plane = width * height;
+      const runs: Record<string, RuntimeTensor>[] = [];
+      try {
+        for (const { unit } of active) {
+          const images = await controlImages(unit, call.frame);
+          // Batch entry i diffuses frame i mod f (stream batch: n steps × f frames, CFG repeats them).
+          const conditioning = new Float32Array(call.batch * unit.channels * plane);
+          const perFrame = unit.channels * plane;
+          for (let entry = 0; entry < call.batch; entry += 1) conditioning.set(images.subarray((entry % f) * perFrame, (entry % f + 1) * perFrame), entry * perFrame);
+          runs.push(
+            await unit.sessions.run('controlnet', {
+              sample: hostTensor(call.latents, [call.batch, channels, latentHeight, latentWidth]),
+              timestep: hostTensor(call.timesteps, [call.batch]),
+              encoder_hidden_states: hostTensor(call.textEmbeddings, [call.batch, 77, textWidth]),
+              controlnet_cond: hostTensor(conditioning, [call.batch, unit.channels, height, width]),
+            }),
+          );
+        }
+        const inputs: Record<string, RuntimeTensor> = {};
+        for (const name of RESIDUAL_INPUTS) {
+          inputs[name] = await model.runtime.combine(active.map(({ weights }, index) => ({ tensor: runs[index]![name]!, weight: weights })));
+          outstanding.push(inputs[name]);
+        }
+        return { inputs };
+      } finally {
+        await Promise.all(runs.flatMap((run) => Object.values(run).map((tensor) => tensor.dispose())));
+      }
+    },
+
+    async dispose() {
+      await releaseOutstanding();
+      const held = await Promise.allSettled([...zeros.values()]);
+      zeros.clear();
+      await Promise.all(held.flatMap((result) => (result.status === 'fulfilled' ? Object.values(result.value).map((tensor) => tensor.dispose()) : [])));
+      await Promise.all(units.map(release));
+      units = [];
+    },
+  };
+  return wrapper;
+}

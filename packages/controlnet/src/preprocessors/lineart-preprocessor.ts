@@ -1,0 +1,73 @@
+import { resizeImage } from '@streamdiffusion/core';
+import { z } from 'zod';
+import { greyToRgb } from './grey-image.js';
+import { loadOnnxPreprocessorModel, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
+import type { PreprocessorDefinition } from './preprocessor.js';
+import { hotParameter } from './preprocessor-parameters.js';
+
+/** The lineart preprocessor's parameters. */
+export const lineartParameters = z.object({
+  invert: hotParameter(
+    z.boolean({ error: 'true or false' }).default(false),
+    'Flip black and white: for models that draw dark lines on white (informative-drawings lineart), as ControlNets expect white lines on black.',
+  ),
+});
+
+/** The lineart preprocessor's parameters, validated. */
+export type LineartParameters = z.output<typeof lineartParameters>;
+
+/** Line and soft-edge models (informative-drawings, HED, PiDiNet) take 512×512 pixels in 0..1. */
+const LINEART_DEFAULTS: OnnxModelDefaults = {
+  inputSize: 512,
+  mean: [0, 0, 0],
+  std: [1, 1, 1],
+  outputRange: [0, 1],
+};
+
+/**
+ * Model values → 0..255 through the model's output range `[low, high]` (default [0, 1]):
+ * `round(clamp((v − low) / (high − low), 0, 1) · 255)`; `invert` gives `255 − that`.
+ */
+function scaledLines(values: Float32Array, outputRange: readonly [number, number], invert: boolean): Uint8Array {
+  const [low, high] = outputRange;
+  const grey = new Uint8Array(values.length);
+  for (let index = 0; index < values.length; index += 1) {
+    const unit = Math.min(Math.max((values[index]! - low) / (high - low), 0), 1);
+    const level = Number.isNaN(unit) ? 0 : Math.round(unit * 255);
+    grey[index] = invert ? 255 - level : level;
+  }
+  return grey;
+}
+
+/**
+ * `lineart` (soft edges): a line-drawing or soft-edge model (informative-drawings lineart, HED,
+ * PiDiNet… exported to ONNX) run in the pipeline's runtime; its output scaled from its output range
+ * to 0..255, resized to the pipeline's size, grey in all three channels. Needs `modelPath`: see
+ * `loadOnnxPreprocessorModel` for the folder layout and `preprocessor.json` (default input
+ * 512×512, pixels in 0..1, output range [0, 1]).
+ */
+export const lineartPreprocessor: PreprocessorDefinition<LineartParameters> = {
+  name: 'lineart',
+  description: 'Lines or soft edges from an ONNX line-drawing model (lineart, HED, PiDiNet…), scaled to 0..255.',
+  parameters: lineartParameters,
+  usesPreviousOutput: false,
+  needsModel: true,
+  async create(setup) {
+    const model = await loadOnnxPreprocessorModel({
+      runtime: setup.runtime,
+      modelPath: setup.modelPath,
+      name: 'lineart',
+      defaults: LINEART_DEFAULTS,
+    });
+    return {
+      async process(frame, parameters, context) {
+        const output = await model.run(frame);
+        const grey = greyToRgb(scaledLines(output.values, model.outputRange, parameters.invert), output);
+        return resizeImage(grey, context);
+      },
+      async dispose() {
+        await model.dispose();
+      },
+    };
+  },
+};
