@@ -91,7 +91,8 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
   const parsed = controlNetsField([]).safeParse(options.controlnets ?? []);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    throw new InvalidArgumentError({ field: ['controlnets', ...issue.path.map(String)].join('.'), value: undefined, expected: issue.message });
+    const value = issue.path.reduce<unknown>((at, key) => (typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined), options.controlnets);
+    throw new InvalidArgumentError({ field: ['controlnets', ...issue.path.map(String)].join('.'), value, expected: issue.message });
   }
   const initial = parsed.data;
   let pipeline: WrapperPipelineV1 | undefined;
