@@ -52,6 +52,19 @@ if ! tool random-init --arch tiny-sd15 --vae kl --dtype fp16 --seed 0 --device "
 fi
 tool goldens "$work/tiny-sd15-checkpoint" fixtures/models/tiny-sd15-fp16 --out fixtures/goldens/tiny-sd15-fp16.json
 
+section "micro-sd-turbo with ControlNet inputs, two ControlNets (3 and 6 channels), ControlNet goldens"
+rm -rf fixtures/models/micro-sd-turbo-controlnet fixtures/controlnets
+tool random-init --arch micro-sd-turbo --vae taesd --dtype fp32 --seed 0 --device "$FIXTURE_DEVICE" --attention fused \
+  --controlnet-inputs --short-names \
+  --out fixtures/models/micro-sd-turbo-controlnet --save-checkpoint "$work/micro-sd-turbo-checkpoint"
+tool controlnet --random-init --arch micro-sd-turbo --conditioning-channels 3 --seed 10 --device "$FIXTURE_DEVICE" \
+  --attention fused --short-names --out fixtures/controlnets/micro-canny --save-checkpoint "$work/micro-canny-checkpoint"
+tool controlnet --random-init --arch micro-sd-turbo --conditioning-channels 6 --seed 20 --device "$FIXTURE_DEVICE" \
+  --attention fused --short-names --out fixtures/controlnets/micro-6ch --save-checkpoint "$work/micro-6ch-checkpoint"
+tool controlnet-goldens "$work/micro-sd-turbo-checkpoint" fixtures/models/micro-sd-turbo-controlnet \
+  --controlnet "$work/micro-canny-checkpoint" fixtures/controlnets/micro-canny \
+  --controlnet "$work/micro-6ch-checkpoint" fixtures/controlnets/micro-6ch --out fixtures/goldens/controlnet.json
+
 section "tokenizer ids"
 tool tokenizer-ids tiny-sd-turbo=fixtures/models/tiny-sd-turbo/tokenizer \
   tiny-sd15=fixtures/models/tiny-sd15-fp16/tokenizer fixtures/tokenizer/prompts.json \

@@ -73,7 +73,21 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
         help="UNet attention as standard ONNX ops (plain: runs everywhere) or onnxruntime MultiHeadAttention "
         "nodes (fused: much faster on WebGPU/CUDA; on the CPU fp32 only); needs the TorchScript exporter",
     )
+    parser.add_argument(
+        "--short-names",
+        action="store_true",
+        help="short node and intermediate tensor names (inputs, outputs and weights keep theirs): "
+        "about half the size of a tiny model; for fixtures",
+    )
     _add_shape_arguments(parser)
+
+
+def _add_controlnet_inputs_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--controlnet-inputs",
+        action="store_true",
+        help="export the UNet with ControlNet residual inputs (down_block_residual_0..11, mid_block_residual)",
+    )
 
 
 def _shapes(args: argparse.Namespace):
@@ -110,6 +124,8 @@ def _command_convert(args: argparse.Namespace) -> int:
         device=args.device,
         exporter=args.exporter,
         attention=args.attention,
+        controlnet_inputs=args.controlnet_inputs,
+        short_names=args.short_names,
     )
     _print_results(convert(options), started)
     return 0
@@ -138,11 +154,57 @@ def _command_random_init(args: argparse.Namespace) -> int:
             device=args.device,
             exporter=args.exporter,
             attention=args.attention,
+            controlnet_inputs=args.controlnet_inputs,
+            short_names=args.short_names,
         )
         _print_results(convert(options), started)
     finally:
         if not keep:
             shutil.rmtree(checkpoint, ignore_errors=True)
+    return 0
+
+
+def _command_controlnet(args: argparse.Namespace) -> int:
+    from .controlnet import ControlNetExportOptions, build_random_controlnet, export_controlnet, load_controlnet
+
+    started = time.perf_counter()
+    if args.random_init:
+        if args.arch is None:
+            raise ValueError(f"--random-init needs --arch (one of {', '.join(ARCH_NAMES)})")
+        print(f"building a {args.arch} ControlNet, {args.conditioning_channels} channels, seed {args.seed}")
+        controlnet = build_random_controlnet(args.arch, args.conditioning_channels, args.seed)
+        source = {"kind": "random-init", "seed": args.seed}
+        if args.save_checkpoint:
+            controlnet.save_pretrained(args.save_checkpoint)
+    else:
+        controlnet = load_controlnet(Path(args.source))
+        source = {"kind": "diffusers", "folder": Path(args.source).resolve().name}
+    options = ControlNetExportOptions(
+        out_dir=Path(args.out),
+        dtype=args.dtype,
+        shapes=_shapes(args),
+        arch=args.arch,
+        device=args.device,
+        exporter=args.exporter,
+        attention=args.attention,
+        short_names=args.short_names,
+        source=source,
+    )
+    _print_results([export_controlnet(controlnet, options)], started)
+    return 0
+
+
+def _command_controlnet_goldens(args: argparse.Namespace) -> int:
+    from .controlnet_goldens import make_controlnet_goldens
+
+    report = make_controlnet_goldens(
+        Path(args.checkpoint),
+        Path(args.model_dir),
+        [(Path(checkpoint), Path(folder)) for checkpoint, folder in args.controlnet],
+        Path(args.out),
+    )
+    print("onnxruntime max abs diff: " + json.dumps({name: float(f"{value:.3g}") for name, value in report.items()}))
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -231,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--arch", dest="arch_name", default=None, help="arch name for model_index.json (default: detected)"
     )
     _add_export_arguments(convert)
+    _add_controlnet_inputs_argument(convert)
     convert.set_defaults(run=_command_convert)
 
     random_init = commands.add_parser("random-init", help="random-weight model of a known architecture")
@@ -241,7 +304,46 @@ def build_parser() -> argparse.ArgumentParser:
     random_init.add_argument("--save-checkpoint", help="keep the diffusers checkpoint here (else a temp dir)")
     random_init.add_argument("--tokenizer", help="CLIP tokenizer folder to use instead of the tool-made one")
     _add_export_arguments(random_init)
+    _add_controlnet_inputs_argument(random_init)
     random_init.set_defaults(run=_command_random_init)
+
+    controlnet = commands.add_parser(
+        "controlnet", help="diffusers ControlNetModel folder, or a random one of an arch -> ONNX ControlNet folder"
+    )
+    source = controlnet.add_mutually_exclusive_group(required=True)
+    source.add_argument("--from", dest="source", help="diffusers ControlNetModel folder (config.json + weights)")
+    source.add_argument("--random-init", action="store_true", help="random weights for --arch (seeded)")
+    controlnet.add_argument(
+        "--arch",
+        default=None,
+        help=f"with --random-init the architecture ({', '.join(ARCH_NAMES)}); "
+        "with --from the name recorded (default: detected)",
+    )
+    controlnet.add_argument(
+        "--conditioning-channels", type=int, default=3, help="control image channels (--random-init; default 3)"
+    )
+    controlnet.add_argument("--seed", type=int, default=0, help="--random-init seed (default 0)")
+    controlnet.add_argument("--out", required=True, help="ControlNet folder to write")
+    controlnet.add_argument("--save-checkpoint", help="--random-init: keep the diffusers ControlNetModel here")
+    _add_export_arguments(controlnet)
+    controlnet.set_defaults(run=_command_controlnet)
+
+    controlnet_goldens = commands.add_parser(
+        "controlnet-goldens", help="PyTorch ControlNet residuals and UNet outputs with them, for fixed inputs"
+    )
+    controlnet_goldens.add_argument("checkpoint", help="diffusers checkpoint the model folder was made from")
+    controlnet_goldens.add_argument("model_dir", help="model folder exported with --controlnet-inputs")
+    controlnet_goldens.add_argument(
+        "--controlnet",
+        nargs=2,
+        action="append",
+        required=True,
+        metavar=("CHECKPOINT", "FOLDER"),
+        help="a diffusers ControlNetModel folder and its exported ControlNet folder (named after FOLDER); "
+        "give one or two, the first is scaled alone and both are summed",
+    )
+    controlnet_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    controlnet_goldens.set_defaults(run=_command_controlnet_goldens)
 
     goldens = commands.add_parser("goldens", help="PyTorch reference inputs/outputs of every ONNX model")
     goldens.add_argument("checkpoint", help="diffusers checkpoint the model folder was made from")

@@ -11,7 +11,13 @@ target (values only, no weights):
 The ``tiny-*`` variants keep the block structure that the runtime and the ControlNet layout rely
 on (4 down blocks: 3 CrossAttnDownBlock2D + DownBlock2D, 2 layers per block, so 12 down residuals
 plus the mid residual; a VAE with a latent factor of 8) with tiny widths, so the exported ONNX
-files are a few hundred kilobytes.
+files are a few hundred kilobytes. ``micro-sd-turbo`` is tiny-sd-turbo with half its UNet widths (4/4/8/8:
+46k weights instead of 630k), so that a UNet with ControlNet inputs and two ControlNets fit the
+fixture budget next to the tiny text encoder and TAESD it shares with tiny-sd-turbo.
+
+Every architecture also names the ``conditioning_embedding_out_channels`` of its ControlNets
+(``controlnet --random-init``); the rest of a ControlNet config follows from the UNet config, as in
+diffusers' ``ControlNetModel.from_unet`` (:func:`controlnet_config`).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-ARCH_NAMES = ("sd15", "sd-turbo", "tiny-sd15", "tiny-sd-turbo")
+ARCH_NAMES = ("sd15", "sd-turbo", "tiny-sd15", "tiny-sd-turbo", "micro-sd-turbo")
 VAE_KINDS = ("kl", "taesd")
 
 _DOWN_BLOCKS = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
@@ -136,6 +142,22 @@ TINY_UNET_SD_TURBO: dict[str, Any] = {
     "attention_head_dim": [1, 2, 4, 4],
 }
 
+#: tiny-sd-turbo at half the UNet widths: 4/4/8/8 channels (2 groups), 1/1/2/2 heads (head width 4),
+#: 46k weights; the same blocks, so still 12 down residuals plus the mid residual.
+MICRO_UNET_SD_TURBO: dict[str, Any] = {
+    **TINY_UNET_SD_TURBO,
+    "block_out_channels": [4, 4, 8, 8],
+    "norm_num_groups": 2,
+    "attention_head_dim": [1, 1, 2, 2],
+}
+
+#: ControlNet conditioning embedding channels (``conditioning_embedding_out_channels``): diffusers'
+#: default, which every SD 1.5 / 2.1 ControlNet uses, and the small ones of the test archs. Three
+#: stride-2 convolutions take the control image (8x the latent size) down to the latent size.
+CONTROLNET_EMBEDDING_CHANNELS = (16, 32, 96, 256)
+TINY_CONTROLNET_EMBEDDING_CHANNELS = (8, 8, 16, 16)
+MICRO_CONTROLNET_EMBEDDING_CHANNELS = (4, 4, 8, 8)
+
 TINY_KL_VAE: dict[str, Any] = {
     **SD_KL_VAE,
     "block_out_channels": [8, 8, 16, 16],
@@ -230,6 +252,8 @@ class ArchSpec:
     pad_token: str
     #: Whether the text encoder's vocab size and special token ids follow the tool-made tokenizer.
     text_encoder_follows_tokenizer: bool
+    #: ``conditioning_embedding_out_channels`` of this arch's ControlNets (``controlnet --random-init``).
+    controlnet_embedding_channels: tuple[int, ...] = CONTROLNET_EMBEDDING_CHANNELS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def vae_config(self, vae: str) -> dict[str, Any]:
@@ -269,6 +293,7 @@ ARCHS: dict[str, ArchSpec] = {
         scheduler=SD15_SCHEDULER,
         pad_token="<|endoftext|>",
         text_encoder_follows_tokenizer=True,
+        controlnet_embedding_channels=TINY_CONTROLNET_EMBEDDING_CHANNELS,
     ),
     "tiny-sd-turbo": ArchSpec(
         name="tiny-sd-turbo",
@@ -279,6 +304,18 @@ ARCHS: dict[str, ArchSpec] = {
         scheduler=SD_TURBO_SCHEDULER,
         pad_token="!",
         text_encoder_follows_tokenizer=True,
+        controlnet_embedding_channels=TINY_CONTROLNET_EMBEDDING_CHANNELS,
+    ),
+    "micro-sd-turbo": ArchSpec(
+        name="micro-sd-turbo",
+        unet=MICRO_UNET_SD_TURBO,
+        text_encoder=TINY_TEXT_SD_TURBO,
+        kl_vae=TINY_KL_VAE,
+        taesd_vae=TINY_TAESD_VAE,
+        scheduler=SD_TURBO_SCHEDULER,
+        pad_token="!",
+        text_encoder_follows_tokenizer=True,
+        controlnet_embedding_channels=MICRO_CONTROLNET_EMBEDDING_CHANNELS,
     ),
 }
 
@@ -319,3 +356,51 @@ def detect_arch(unet_config: dict[str, Any]) -> str:
     if width == 1024:
         return "sd21-like"
     return "custom"
+
+
+#: UNet config keys that diffusers' ``ControlNetModel.from_unet`` copies into the ControlNet config.
+CONTROLNET_KEYS_FROM_UNET = (
+    "in_channels",
+    "flip_sin_to_cos",
+    "freq_shift",
+    "down_block_types",
+    "only_cross_attention",
+    "block_out_channels",
+    "layers_per_block",
+    "downsample_padding",
+    "mid_block_scale_factor",
+    "act_fn",
+    "norm_num_groups",
+    "norm_eps",
+    "cross_attention_dim",
+    "attention_head_dim",
+    "num_attention_heads",
+    "use_linear_projection",
+    "class_embed_type",
+    "num_class_embeds",
+    "upcast_attention",
+    "resnet_time_scale_shift",
+    "projection_class_embeddings_input_dim",
+    "mid_block_type",
+    "transformer_layers_per_block",
+    "encoder_hid_dim",
+    "encoder_hid_dim_type",
+    "addition_embed_type",
+    "addition_time_embed_dim",
+)
+
+
+def controlnet_config(
+    unet_config: dict[str, Any], conditioning_channels: int, embedding_channels: tuple[int, ...]
+) -> dict[str, Any]:
+    """``ControlNetModel`` arguments for a UNet config, as ``ControlNetModel.from_unet`` would pass them.
+
+    Keys the UNet config leaves out keep ControlNetModel's defaults, which equal UNet2DConditionModel's.
+    """
+    if conditioning_channels < 1:
+        raise ValueError(f"conditioning_channels must be at least 1, got {conditioning_channels}")
+    config = {key: copy.deepcopy(unet_config[key]) for key in CONTROLNET_KEYS_FROM_UNET if key in unet_config}
+    config["controlnet_conditioning_channel_order"] = "rgb"
+    config["conditioning_embedding_out_channels"] = list(embedding_channels)
+    config["conditioning_channels"] = conditioning_channels
+    return config

@@ -3,7 +3,7 @@
 Output layout (Optimum / diffusers ONNX style)::
 
     model_index.json               diffusers-style index + our "streamdiffusion_export" key
-    unet/model.onnx, config.json
+    unet/model.onnx, config.json   (+ ControlNet residual inputs with ``controlnet_inputs``)
     vae_encoder/model.onnx, config.json   (the VAE's diffusers config: scaling_factor etc.)
     vae_decoder/model.onnx, config.json
     text_encoder/model.onnx, config.json
@@ -14,6 +14,7 @@ Output layout (Optimum / diffusers ONNX style)::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .export_onnx import (
     OPSET,
     ExportResult,
     ExportShapes,
+    ExportSpec,
     export_submodel,
     text_encoder_spec,
     unet_spec,
@@ -54,6 +56,10 @@ class ConvertOptions:
     #: ``plain`` (standard ONNX ops, runs everywhere) or ``fused`` (MultiHeadAttention; fast on
     #: WebGPU/CUDA, fp32-only on the CPU).
     attention: str = "plain"
+    #: Export the UNet with the ControlNet residual inputs (``down_block_residual_*``, ``mid_block_residual``).
+    controlnet_inputs: bool = False
+    #: Short node and intermediate tensor names (``export_onnx.compact_names``): smaller tiny models.
+    short_names: bool = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -102,11 +108,40 @@ def _save_module_config(module: torch.nn.Module, folder: Path) -> None:
         write_json(path, config)
 
 
+def export_info(
+    arch: str, dtype: str, shapes: ExportShapes, results: list[ExportResult], attention: str, short_names: bool
+) -> dict[str, Any]:
+    """What the tool records about an export (``streamdiffusion_export`` in model_index.json, controlnet.json)."""
+    exporters = sorted({result.exporter for result in results})
+    return {
+        "arch": arch,
+        "dtype": dtype,
+        "attention": attention,
+        "short_names": short_names,
+        "tool": TOOL_NAME,
+        "tool_version": __version__,
+        "opset": max((result.opset for result in results), default=OPSET),
+        "exporter": exporters[0] if len(exporters) == 1 else exporters,
+        "torch": torch.__version__.split("+")[0],
+        "static": (
+            {
+                "batch": shapes.batch,
+                "height": shapes.height,
+                "width": shapes.width,
+                "vae_batch": shapes.vae_batch,
+                "text_batch": shapes.text_batch,
+            }
+            if shapes.static
+            else None
+        ),
+    }
+
+
 def _model_index(
-    modules: PipelineModules, arch: str, dtype: str, shapes: ExportShapes, results: list[ExportResult], attention: str
+    modules: PipelineModules, options: ConvertOptions, arch: str, results: list[ExportResult]
 ) -> dict[str, Any]:
     vae_class = "AutoencoderTiny" if modules.vae_kind == "taesd" else "AutoencoderKL"
-    exporters = sorted({result.exporter for result in results})
+    info = export_info(arch, options.dtype, options.shapes, results, options.attention, options.short_names)
     return {
         "_class_name": "StableDiffusionPipeline",
         "_diffusers_version": _diffusers_version(),
@@ -119,29 +154,42 @@ def _model_index(
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae_decoder": ["diffusers", vae_class],
         "vae_encoder": ["diffusers", vae_class],
-        "streamdiffusion_export": {
-            "arch": arch,
-            "dtype": dtype,
-            "vae": modules.vae_kind,
-            "attention": attention,
-            "tool": TOOL_NAME,
-            "tool_version": __version__,
-            "opset": max((result.opset for result in results), default=OPSET),
-            "exporter": exporters[0] if len(exporters) == 1 else exporters,
-            "torch": torch.__version__.split("+")[0],
-            "static": (
-                {
-                    "batch": shapes.batch,
-                    "height": shapes.height,
-                    "width": shapes.width,
-                    "vae_batch": shapes.vae_batch,
-                    "text_batch": shapes.text_batch,
-                }
-                if shapes.static
-                else None
-            ),
-        },
+        "streamdiffusion_export": {**info, "vae": modules.vae_kind, "controlnet_inputs": options.controlnet_inputs},
     }
+
+
+def export_reported(
+    make_spec: Callable[[], ExportSpec],
+    folder: Path,
+    exporter: str,
+    static: bool,
+    short_names: bool,
+    device: torch.device,
+) -> ExportResult:
+    """Builds one spec and exports it into ``folder``, printing size and time.
+
+    A CPU torch without half-precision kernels fails fp16 tracing with an error naming "Half";
+    that becomes a RuntimeError that says to export on CUDA.
+    """
+    started = time.perf_counter()
+    try:
+        spec = make_spec()
+        result = export_submodel(spec, folder, static=static, exporter=exporter, short_names=short_names)
+    except Exception as error:
+        if device.type == "cpu" and "Half" in str(error):
+            raise RuntimeError(
+                f"{folder.name}: this torch build cannot run fp16 on the CPU ({error}); "
+                "export fp16 on a CUDA device (--device cuda)"
+            ) from error
+        raise
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    print(
+        f"  {folder.name}: {result.bytes / 1e6:.2f} MB, {result.exporter} exporter, opset {result.opset}, "
+        f"{'external data, ' if result.external_data else ''}{time.perf_counter() - started:.1f} s"
+    )
+    return result
 
 
 def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> list[ExportResult]:
@@ -158,39 +206,33 @@ def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> 
     out.mkdir(parents=True, exist_ok=True)
     print(
         f"converting {options.checkpoint} -> {out} "
-        f"(arch {arch}, {options.dtype}, vae {modules.vae_kind}, {options.attention} attention, {device})"
+        f"(arch {arch}, {options.dtype}, vae {modules.vae_kind}, {options.attention} attention, {device}"
+        f"{', ControlNet inputs' if options.controlnet_inputs else ''})"
     )
 
-    results: list[ExportResult] = []
     shapes = options.shapes
     for module in (modules.unet, modules.vae, modules.text_encoder):
         module.to(device=device, dtype=dtype)
-    try:
-        specs = [
-            text_encoder_spec(modules.text_encoder, shapes, device),
-            unet_spec(modules.unet, shapes, dtype, device, attention=options.attention),
-            vae_encoder_spec(modules.vae, shapes, dtype, device),
-            vae_decoder_spec(modules.vae, shapes, dtype, device),
-        ]
-        for spec in specs:
-            started = time.perf_counter()
-            try:
-                result = export_submodel(spec, out / spec.name, static=shapes.static, exporter=options.exporter)
-            except Exception as error:
-                if dtype == torch.float16 and device.type == "cpu" and "Half" in str(error):
-                    raise RuntimeError(
-                        f"{spec.name}: this torch build cannot run fp16 on the CPU ({error}); "
-                        "export fp16 on a CUDA device (--device cuda)"
-                    ) from error
-                raise
-            results.append(result)
-            print(
-                f"  {spec.name}: {result.bytes / 1e6:.2f} MB, {result.exporter} exporter, opset {result.opset}, "
-                f"{'external data, ' if result.external_data else ''}{time.perf_counter() - started:.1f} s"
-            )
-    finally:
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    spec_factories: list[tuple[str, Callable[[], ExportSpec]]] = [
+        ("text_encoder", lambda: text_encoder_spec(modules.text_encoder, shapes, device)),
+        (
+            "unet",
+            lambda: unet_spec(
+                modules.unet,
+                shapes,
+                dtype,
+                device,
+                attention=options.attention,
+                controlnet_inputs=options.controlnet_inputs,
+            ),
+        ),
+        ("vae_encoder", lambda: vae_encoder_spec(modules.vae, shapes, dtype, device)),
+        ("vae_decoder", lambda: vae_decoder_spec(modules.vae, shapes, dtype, device)),
+    ]
+    results = [
+        export_reported(factory, out / name, options.exporter, shapes.static, options.short_names, device)
+        for name, factory in spec_factories
+    ]
 
     _save_module_config(modules.unet, out / "unet")
     _save_module_config(modules.vae, out / "vae_encoder")
@@ -198,5 +240,5 @@ def convert(options: ConvertOptions, modules: PipelineModules | None = None) -> 
     _save_module_config(modules.text_encoder, out / "text_encoder")
     copy_tokenizer(modules.tokenizer_dir, out / "tokenizer")
     write_json(out / "scheduler" / "scheduler_config.json", lcm_scheduler_config(modules.scheduler_config))
-    write_json(out / "model_index.json", _model_index(modules, arch, options.dtype, shapes, results, options.attention))
+    write_json(out / "model_index.json", _model_index(modules, options, arch, results))
     return results

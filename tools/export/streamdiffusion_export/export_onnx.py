@@ -1,4 +1,4 @@
-"""ONNX export of the four Stable Diffusion sub-models, with Optimum's input and output names.
+"""ONNX export of the Stable Diffusion sub-models and ControlNets, with Optimum's input and output names.
 
 Each sub-model is wrapped in a small ``torch.nn.Module`` whose ``forward`` takes exactly the ONNX
 inputs and returns exactly the ONNX outputs:
@@ -9,13 +9,22 @@ folder        inputs                                  outputs
 unet          sample [batch,4,height,width],          out_sample [batch,4,height,width]
               timestep [batch] (model float dtype),
               encoder_hidden_states [batch,seq,D]
+              (+ with ControlNet inputs:
+              down_block_residual_0..11,
+              mid_block_residual)
 vae_encoder   sample [batch,3,height,width] in [-1,1] latent_sample [batch,4,h/8,w/8] (unscaled;
                                                       KL: the distribution mean)
 vae_decoder   latent_sample [batch,4,height,width]    sample [batch,3,8h,8w], nominally [-1,1]
               (unscaled)
 text_encoder  input_ids [batch,77] int32              last_hidden_state [batch,77,D],
                                                       pooler_output [batch,D]
+controlnet    sample, timestep, encoder_hidden_states down_block_residual_0..11,
+              (as the UNet), controlnet_cond          mid_block_residual (conditioning scale 1;
+              [batch,C,8h,8w] in [0,1]                the runtime scales)
 ============  ======================================  ===========================================
+
+Residual dims: [batch, channels, height, width] at the latent size (``height``/``width``) or
+``height_div_2``/``width_div_2``, ``_div_4``, ``_div_8`` below it.
 
 The TorchScript exporter (``dynamo=False``, opset 17) is used where torch still has it; the
 dynamo exporter is the fallback. Models over 2 GB keep their weights in one ``model.onnx_data``
@@ -56,6 +65,18 @@ TORCH_DTYPE_NAMES: dict[torch.dtype, str] = {
 }
 
 
+#: Name prefix of the ControlNet down-block residuals (``down_block_residual_0`` ... ``_11`` for SD 1.5/2.1):
+#: inputs of a UNet exported with ControlNet inputs, outputs of a ControlNet.
+DOWN_BLOCK_RESIDUAL_PREFIX = "down_block_residual_"
+#: Name of the ControlNet mid-block residual.
+MID_BLOCK_RESIDUAL = "mid_block_residual"
+
+
+def residual_names(down_count: int) -> list[str]:
+    """The residual names in diffusers' order: the down-block residuals, then the mid-block residual."""
+    return [f"{DOWN_BLOCK_RESIDUAL_PREFIX}{index}" for index in range(down_count)] + [MID_BLOCK_RESIDUAL]
+
+
 class UNetForExport(torch.nn.Module):
     """UNet2DConditionModel with the positional signature (sample, timestep, encoder_hidden_states)."""
 
@@ -68,6 +89,67 @@ class UNetForExport(torch.nn.Module):
     ) -> torch.Tensor:
         """Returns the predicted noise (``out_sample``)."""
         return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
+class UNetWithResidualsForExport(torch.nn.Module):
+    """UNet2DConditionModel taking ControlNet residuals as inputs after the base three.
+
+    ``forward(sample, timestep, encoder_hidden_states, down_0, ..., down_{n-1}, mid)`` passes them as
+    ``down_block_additional_residuals`` / ``mid_block_additional_residual``: diffusers adds each one
+    to its down-block skip connection and the last to the mid block's output.
+    """
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        *residuals: torch.Tensor,
+    ) -> torch.Tensor:
+        """Returns the predicted noise (``out_sample``)."""
+        return self.unet(
+            sample,
+            timestep,
+            encoder_hidden_states,
+            down_block_additional_residuals=tuple(residuals[:-1]),
+            mid_block_additional_residual=residuals[-1],
+            return_dict=False,
+        )[0]
+
+
+class ControlNetForExport(torch.nn.Module):
+    """ControlNetModel returning its residuals as a flat tuple (the down-block ones, then mid).
+
+    ``conditioning_scale`` stays 1: the runtime scales (and sums several ControlNets) itself, so the
+    scale can change between frames without touching the model.
+    """
+
+    def __init__(self, controlnet: torch.nn.Module) -> None:
+        super().__init__()
+        self.controlnet = controlnet
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        controlnet_cond: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """Returns ``(down_block_residual_0, ..., mid_block_residual)``."""
+        down, mid = self.controlnet(
+            sample,
+            timestep,
+            encoder_hidden_states,
+            controlnet_cond,
+            conditioning_scale=1.0,
+            guess_mode=False,
+            return_dict=False,
+        )
+        return (*down, mid)
 
 
 class VaeEncoderForExport(torch.nn.Module):
@@ -172,39 +254,137 @@ class ExportResult:
     seconds: float
 
 
-def unet_spec(
-    unet: torch.nn.Module, shapes: ExportShapes, dtype: torch.dtype, device: torch.device, attention: str = "plain"
-) -> ExportSpec:
-    """Export spec of the UNet (``unet/``); ``attention="fused"`` gives it MultiHeadAttention nodes."""
+def _attention_opsets(module: torch.nn.Module, attention: str, what: str) -> dict[str, int]:
+    """Applies ``--attention`` to ``module``; returns the custom opsets its graph will need."""
     from .fused_attention import ATTENTION_KINDS, MS_DOMAIN, MS_OPSET, use_fused_attention
 
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
-    custom_opsets = {}
-    if attention == "fused":
-        if use_fused_attention(unet) == 0:
-            raise ValueError("--attention fused: the UNet has no diffusers Attention modules to fuse")
-        custom_opsets = {MS_DOMAIN: MS_OPSET}
-    config = unet.config
-    width = config.cross_attention_dim
+    if attention != "fused":
+        return {}
+    if use_fused_attention(module) == 0:
+        raise ValueError(f"--attention fused: the {what} has no diffusers Attention modules to fuse")
+    return {MS_DOMAIN: MS_OPSET}
+
+
+def _denoiser_inputs(
+    config: Any, shapes: ExportShapes, dtype: torch.dtype, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Dummy ``sample``, ``timestep``, ``encoder_hidden_states`` of a UNet or ControlNet."""
     generator = torch.Generator().manual_seed(0)
-    batch, height, latent_width = shapes.batch, shapes.latent_height, shapes.latent_width
+    batch, height, width = shapes.batch, shapes.latent_height, shapes.latent_width
     inputs = {
-        "sample": torch.randn(batch, config.in_channels, height, latent_width, generator=generator),
+        "sample": torch.randn(batch, config.in_channels, height, width, generator=generator),
         "timestep": torch.linspace(999, 499, batch),
-        "encoder_hidden_states": torch.randn(batch, 77, width, generator=generator),
+        "encoder_hidden_states": torch.randn(batch, 77, config.cross_attention_dim, generator=generator),
     }
+    return {key: value.to(device=device, dtype=dtype) for key, value in inputs.items()}
+
+
+_DENOISER_AXES: dict[str, dict[int, str]] = {
+    "sample": {0: "batch", 2: "height", 3: "width"},
+    "timestep": {0: "batch"},
+    "encoder_hidden_states": {0: "batch", 1: "sequence"},
+}
+
+
+def residual_axes(shape: tuple[int, ...], latent_height: int, latent_width: int) -> dict[int, str]:
+    """Dynamic axes of one residual: batch, and its size named after the latent size it divides."""
+    axes = {0: "batch"}
+    sizes = ((shape[2], latent_height, "height"), (shape[3], latent_width, "width"))
+    for axis, (size, latent, name) in enumerate(sizes, 2):
+        factor = latent // size
+        if factor * size != latent or factor & (factor - 1):
+            raise ValueError(f"residual size {size} does not divide the latent {name} {latent} by a power of 2")
+        axes[axis] = name if factor == 1 else f"{name}_div_{factor}"
+    return axes
+
+
+def unet_residual_shapes(unet: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+    """Shapes of the residuals a ControlNet adds to ``unet`` for these inputs: down-block skips, then mid.
+
+    Read from one forward pass with hooks (the skips are ``conv_in``'s output and every down block's
+    ``res_samples``), so any block layout gets the right count and sizes.
+    """
+    down: list[tuple[int, ...]] = []
+    mid: list[tuple[int, ...]] = []
+    hooks = [unet.conv_in.register_forward_hook(lambda _m, _i, output: down.append(tuple(output.shape)))]
+    for block in unet.down_blocks:
+        hooks.append(block.register_forward_hook(lambda _m, _i, output: down.extend(tuple(t.shape) for t in output[1])))
+    hooks.append(unet.mid_block.register_forward_hook(lambda _m, _i, output: mid.append(tuple(output.shape))))
+    try:
+        with torch.no_grad():
+            unet(*inputs.values(), return_dict=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not down or len(mid) != 1:
+        raise ValueError("the UNet has no down-block skips or mid block to add ControlNet residuals to")
+    return down + mid
+
+
+def unet_spec(
+    unet: torch.nn.Module,
+    shapes: ExportShapes,
+    dtype: torch.dtype,
+    device: torch.device,
+    attention: str = "plain",
+    controlnet_inputs: bool = False,
+) -> ExportSpec:
+    """Export spec of the UNet (``unet/``).
+
+    ``attention="fused"`` gives it MultiHeadAttention nodes; ``controlnet_inputs`` adds the inputs
+    ``down_block_residual_0`` ... and ``mid_block_residual`` (model dtype, dynamic like ``sample``).
+    """
+    custom_opsets = _attention_opsets(unet, attention, "UNet")
+    inputs = _denoiser_inputs(unet.config, shapes, dtype, device)
+    dynamic_axes = {**_DENOISER_AXES, "out_sample": {0: "batch", 2: "height", 3: "width"}}
+    module: torch.nn.Module = UNetForExport(unet)
+    if controlnet_inputs:
+        residual_shapes = unet_residual_shapes(unet, inputs)
+        generator = torch.Generator().manual_seed(4)
+        for name, shape in zip(residual_names(len(residual_shapes) - 1), residual_shapes):
+            # Small values: the traced graph does not depend on them, but NaN-free outputs prove the wiring.
+            inputs[name] = (torch.randn(*shape, generator=generator) * 0.1).to(device=device, dtype=dtype)
+            dynamic_axes[name] = residual_axes(shape, shapes.latent_height, shapes.latent_width)
+        module = UNetWithResidualsForExport(unet)
     return ExportSpec(
         name="unet",
-        module=UNetForExport(unet),
-        inputs={key: value.to(device=device, dtype=dtype) for key, value in inputs.items()},
+        module=module,
+        inputs=inputs,
         output_names=["out_sample"],
-        dynamic_axes={
-            "sample": {0: "batch", 2: "height", 3: "width"},
-            "timestep": {0: "batch"},
-            "encoder_hidden_states": {0: "batch", 1: "sequence"},
-            "out_sample": {0: "batch", 2: "height", 3: "width"},
-        },
+        dynamic_axes=dynamic_axes,
+        custom_opsets=custom_opsets,
+    )
+
+
+def controlnet_spec(
+    controlnet: torch.nn.Module,
+    shapes: ExportShapes,
+    dtype: torch.dtype,
+    device: torch.device,
+    attention: str = "plain",
+) -> ExportSpec:
+    """Export spec of a ControlNetModel: the UNet's three inputs plus ``controlnet_cond``, residuals out."""
+    custom_opsets = _attention_opsets(controlnet, attention, "ControlNet")
+    config = controlnet.config
+    inputs = _denoiser_inputs(config, shapes, dtype, device)
+    generator = torch.Generator().manual_seed(5)
+    control = torch.rand(shapes.batch, config.conditioning_channels, shapes.height, shapes.width, generator=generator)
+    inputs["controlnet_cond"] = control.to(device=device, dtype=dtype)
+    module = ControlNetForExport(controlnet)
+    with torch.no_grad():
+        outputs = module(*inputs.values())
+    output_names = residual_names(len(outputs) - 1)
+    dynamic_axes = {**_DENOISER_AXES, "controlnet_cond": {0: "batch", 2: "image_height", 3: "image_width"}}
+    for name, output in zip(output_names, outputs):
+        dynamic_axes[name] = residual_axes(tuple(output.shape), shapes.latent_height, shapes.latent_width)
+    return ExportSpec(
+        name="controlnet",
+        module=module,
+        inputs=inputs,
+        output_names=output_names,
+        dynamic_axes=dynamic_axes,
         custom_opsets=custom_opsets,
     )
 
@@ -365,13 +545,44 @@ def _pin_shapes(model: Any, spec: ExportSpec, output_shapes: dict[str, tuple[int
                 dim.dim_value = int(shapes[value.name][axis])
 
 
+def compact_names(model: Any) -> None:
+    """Gives every node and intermediate tensor a short name (``n12``, ``t34``).
+
+    The exporter names them after the module path (``/unet/down_blocks.0/attentions.0/.../Add_output_0``),
+    which is ~0.5 MB of a tiny UNet whose weights take less. Graph inputs, outputs and weights keep their
+    names, so nothing that loads or feeds the model sees a difference. Graphs with subgraphs (which may
+    refer to outer names) only get their nodes renamed.
+    """
+    graph = model.graph
+    nested = any(attribute.g.node or attribute.graphs for node in graph.node for attribute in node.attribute)
+    kept = {value.name for value in graph.input} | {value.name for value in graph.output}
+    kept |= {tensor.name for tensor in graph.initializer}
+    renamed: dict[str, str] = {}
+    if not nested:
+        for node in graph.node:
+            for name in node.output:
+                if name and name not in kept and name not in renamed:
+                    renamed[name] = f"t{len(renamed)}"
+    for index, node in enumerate(graph.node):
+        node.name = f"n{index}"
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+        node.output[:] = [renamed.get(name, name) for name in node.output]
+    for value in graph.value_info:
+        value.name = renamed.get(value.name, value.name)
+
+
 def external_data_threshold() -> int:
     """Weight bytes above which external data is used (env STREAMDIFFUSION_EXTERNAL_DATA_THRESHOLD, for tests)."""
     return int(os.environ.get("STREAMDIFFUSION_EXTERNAL_DATA_THRESHOLD", EXTERNAL_DATA_THRESHOLD))
 
 
-def export_submodel(spec: ExportSpec, out_dir: Path, static: bool, exporter: str = "auto") -> ExportResult:
-    """Exports one sub-model to ``out_dir/model.onnx`` (+ ``model.onnx_data`` when over 2 GB)."""
+def export_submodel(
+    spec: ExportSpec, out_dir: Path, static: bool, exporter: str = "auto", short_names: bool = False
+) -> ExportResult:
+    """Exports one sub-model to ``out_dir/model.onnx`` (+ ``model.onnx_data`` when over 2 GB).
+
+    ``short_names`` renames nodes and intermediate tensors (:func:`compact_names`).
+    """
     import onnx
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -387,6 +598,8 @@ def export_submodel(spec: ExportSpec, out_dir: Path, static: bool, exporter: str
             used = _run_torch_export(spec, scratch_path, static, exporter)
         model = onnx.load(str(scratch_path), load_external_data=True)
         _pin_shapes(model, spec, dict(zip(spec.output_names, output_shapes)), static)
+        if short_names:
+            compact_names(model)
         external = _weight_bytes(model) > external_data_threshold()
         target = out_dir / "model.onnx"
         if external:

@@ -87,6 +87,8 @@ def build_cases(checkpoint: Path, model_dir: Path, taesd: Path | None, dtype: to
     """Loads the float32 modules and builds the fixed inputs, rounded to the model dtype."""
     modules = load_pipeline_modules(checkpoint, taesd=taesd)
     index = read_json(model_dir / "model_index.json")
+    if index.get("streamdiffusion_export", {}).get("controlnet_inputs"):
+        raise ValueError(f"{model_dir}'s UNet takes ControlNet residuals; record its goldens with controlnet-goldens")
     expected_vae = index.get("streamdiffusion_export", {}).get("vae")
     if expected_vae and expected_vae != modules.vae_kind:
         raise ValueError(
