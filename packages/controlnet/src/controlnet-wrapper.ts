@@ -24,6 +24,7 @@ import {
 } from '@streamdiffusion/core';
 import { controlNetEntrySchema, controlNetsField, type ControlNetEntry, type ControlNetEntryInput, type ControlNetParameters } from './controlnet-parameters.js';
 import type { AnyPreprocessorDefinition, PreprocessorInstance } from './preprocessors/preprocessor.js';
+import { parsePreprocessorParameters } from './preprocessors/preprocessor-parameters.js';
 import { preprocessorNamed } from './preprocessors/preprocessors.js';
 
 /** The residual inputs of a UNet made for ControlNet, in order (DESIGN.md §3). */
@@ -101,8 +102,8 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
   let outstanding: RuntimeTensor[] = [];
   /** All-zero residuals per batch size, for runs with no ControlNet active. */
   const zeros = new Map<number, Promise<Record<string, RuntimeTensor>>>();
-  /** The control images of the frame being diffused, per unit. */
-  let controlFrame: { frame: WrapperFrameV1; images: Map<Unit, Promise<Float32Array>> } | undefined;
+  /** The frame being diffused: its source images (made once for all units) and each unit's control images. */
+  let controlFrame: { frame: WrapperFrameV1; sources: RgbImage[] | undefined; images: Map<Unit, Promise<Float32Array>> } | undefined;
 
   const attached = (): WrapperPipelineV1 => {
     if (pipeline === undefined) throw new InvalidArgumentError({ field: 'controlnet', value: 'not attached', expected: 'a wrapper passed to createStreamDiffusion' });
@@ -112,16 +113,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
   const load = async (entry: ControlNetEntry, field: string): Promise<Unit> => {
     const { runtime } = attached();
     const definition = preprocessorNamed(entry.preprocessor);
-    const parsedParameters = definition.parameters.safeParse(entry.preprocessor_params);
-    if (!parsedParameters.success) {
-      const issue = parsedParameters.error.issues[0]!;
-      const key = issue.path.map(String).join('.');
-      throw new InvalidArgumentError({
-        field: `${field}.preprocessor_params${key === '' ? '' : `.${key}`}`,
-        value: key === '' ? entry.preprocessor_params : (entry.preprocessor_params)[key],
-        expected: issue.message,
-      });
-    }
+    const parameters = parsePreprocessorParameters(definition, entry.preprocessor_params, { field: `${field}.preprocessor_params` }) as object;
     if (definition.needsModel && entry.preprocessor_model === undefined) {
       throw new InvalidArgumentError({ field: `${field}.preprocessor_model`, value: undefined, expected: `a model folder or .onnx file for the ${definition.name} preprocessor` });
     }
@@ -145,7 +137,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
         throw new ModelFolderError({ problem: 'bad-signature', path, message: `controlnet_cond has ${String(channels)} channels; expected 3 or 6` });
       }
       const preprocessor = (await definition.create({ runtime, ...(entry.preprocessor_model === undefined ? {} : { modelPath: entry.preprocessor_model }) })) as PreprocessorInstance<object>;
-      return { entry, sessions, channels, definition, preprocessor, parameters: parsedParameters.data as object };
+      return { entry, sessions, channels, definition, preprocessor, parameters };
     } catch (error) {
       await sessions.dispose();
       throw error;
@@ -158,20 +150,23 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
   /** Unit `unit`'s control input for the frame, `[f, C, H, W]` in [0, 1]. */
   const controlImages = (unit: Unit, frame: WrapperFrameV1): Promise<Float32Array> => {
-    if (controlFrame?.frame !== frame) controlFrame = { frame, images: new Map() };
-    let images = controlFrame.images.get(unit);
+    if (controlFrame?.frame !== frame) controlFrame = { frame, sources: undefined, images: new Map() };
+    const current = controlFrame;
+    let images = current.images.get(unit);
     if (images === undefined) {
       images = (async () => {
         const { width, height, frameBufferSize: f } = attached();
-        const source = frame.images.get('control') ?? frame.input;
-        if (source === undefined) {
-          throw new InvalidArgumentError({ field: 'images.control', value: undefined, expected: 'a control image (txt2img has no input frame to fall back to)' });
+        if (current.sources === undefined) {
+          const source = frame.images.get('control') ?? frame.input;
+          if (source === undefined) {
+            throw new InvalidArgumentError({ field: 'images.control', value: undefined, expected: 'a control image (txt2img has no input frame to fall back to)' });
+          }
+          current.sources = Array.from({ length: f }, (_, index) => frameToImage(source, index, width, height));
         }
         const plane = width * height;
         const result = new Float32Array(f * unit.channels * plane);
         const previous = frame.previousOutput();
-        for (let index = 0; index < f; index += 1) {
-          const image = frameToImage(source, index, width, height);
+        for (const [index, image] of current.sources.entries()) {
           const made = await unit.preprocessor.process(image, unit.parameters, { width, height, previousOutput: previous?.[index] });
           const base = index * unit.channels * plane;
           if (unit.channels === 6) {
@@ -184,7 +179,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
         }
         return result;
       })();
-      controlFrame.images.set(unit, images);
+      current.images.set(unit, images);
     }
     return images;
   };
@@ -269,13 +264,8 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
           const sameProcessor = kept !== undefined && kept.entry.preprocessor === entry.preprocessor && kept.entry.preprocessor_model === entry.preprocessor_model;
           if (kept !== undefined && sameProcessor) {
             // Hot: scale, switch, guidance range and preprocessor parameters (validated here).
-            const parameters = kept.definition.parameters.safeParse(entry.preprocessor_params);
-            if (!parameters.success) {
-              const issue = parameters.error.issues[0]!;
-              const key = issue.path.map(String).join('.');
-              throw new InvalidArgumentError({ field: `controlnets.${index}.preprocessor_params${key === '' ? '' : `.${key}`}`, value: (entry.preprocessor_params)[key], expected: issue.message });
-            }
-            next.push({ ...kept, entry, parameters: parameters.data as object });
+            const parameters = parsePreprocessorParameters(kept.definition, entry.preprocessor_params, { field: `controlnets.${index}.preprocessor_params` }) as object;
+            next.push({ ...kept, entry, parameters });
           } else {
             // A new ControlNet or a new preprocessor: loaded now, beside the running stream.
             const unit = await load(entry, `controlnets.${index}`);
