@@ -1,7 +1,5 @@
-import { resizeImage } from '@streamdiffusion/core';
 import { z } from 'zod';
-import { greyToRgb } from './grey-image.js';
-import { loadOnnxPreprocessorModel, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
+import { onnxGreyPreprocessor, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
 import type { PreprocessorDefinition } from './preprocessor.js';
 import { hotParameter } from './preprocessor-parameters.js';
 
@@ -50,28 +48,10 @@ function normalisedDepth(values: Float32Array, invert: boolean): Uint8Array {
  * size, grey in all three channels. Needs `modelPath`: see `loadOnnxPreprocessorModel` for the
  * folder layout and `preprocessor.json` (default input 518×518, ImageNet mean and std).
  */
-export const depthPreprocessor: PreprocessorDefinition<DepthParameters> = {
+export const depthPreprocessor: PreprocessorDefinition<DepthParameters> = onnxGreyPreprocessor({
   name: 'depth',
   description: 'Depth from an ONNX depth model (Depth Anything, MiDaS…), normalised per frame: near is white.',
   parameters: depthParameters,
-  usesPreviousOutput: false,
-  needsModel: true,
-  async create(setup) {
-    const model = await loadOnnxPreprocessorModel({
-      runtime: setup.runtime,
-      modelPath: setup.modelPath,
-      name: 'depth',
-      defaults: DEPTH_DEFAULTS,
-    });
-    return {
-      async process(frame, parameters, context) {
-        const output = await model.run(frame);
-        const grey = greyToRgb(normalisedDepth(output.values, parameters.invert), output);
-        return resizeImage(grey, context);
-      },
-      async dispose() {
-        await model.dispose();
-      },
-    };
-  },
-};
+  defaults: DEPTH_DEFAULTS,
+  toGrey: (values, model, parameters) => normalisedDepth(values, parameters.invert),
+});

@@ -1,7 +1,5 @@
-import { resizeImage } from '@streamdiffusion/core';
 import { z } from 'zod';
-import { greyToRgb } from './grey-image.js';
-import { loadOnnxPreprocessorModel, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
+import { onnxGreyPreprocessor, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
 import type { PreprocessorDefinition } from './preprocessor.js';
 import { hotParameter } from './preprocessor-parameters.js';
 
@@ -46,28 +44,10 @@ function scaledLines(values: Float32Array, outputRange: readonly [number, number
  * `loadOnnxPreprocessorModel` for the folder layout and `preprocessor.json` (default input
  * 512×512, pixels in 0..1, output range [0, 1]).
  */
-export const lineartPreprocessor: PreprocessorDefinition<LineartParameters> = {
+export const lineartPreprocessor: PreprocessorDefinition<LineartParameters> = onnxGreyPreprocessor({
   name: 'lineart',
   description: 'Lines or soft edges from an ONNX line-drawing model (lineart, HED, PiDiNet…), scaled to 0..255.',
   parameters: lineartParameters,
-  usesPreviousOutput: false,
-  needsModel: true,
-  async create(setup) {
-    const model = await loadOnnxPreprocessorModel({
-      runtime: setup.runtime,
-      modelPath: setup.modelPath,
-      name: 'lineart',
-      defaults: LINEART_DEFAULTS,
-    });
-    return {
-      async process(frame, parameters, context) {
-        const output = await model.run(frame);
-        const grey = greyToRgb(scaledLines(output.values, model.outputRange, parameters.invert), output);
-        return resizeImage(grey, context);
-      },
-      async dispose() {
-        await model.dispose();
-      },
-    };
-  },
-};
+  defaults: LINEART_DEFAULTS,
+  toGrey: (values, model, parameters) => scaledLines(values, model.outputRange, parameters.invert),
+});

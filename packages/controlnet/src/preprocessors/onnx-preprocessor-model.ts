@@ -25,11 +25,14 @@ import {
   InvalidArgumentError,
   ModelFolderError,
   hostTensor,
+  resizeImage,
   type RgbImage,
   type Runtime,
   type RuntimeTensor,
   type SessionSet,
 } from '@streamdiffusion/core';
+import { greyToRgb } from './grey-image.js';
+import type { PreprocessorDefinition } from './preprocessor.js';
 import { z } from 'zod';
 import { frameAtSize } from './frame-at-size.js';
 
@@ -243,4 +246,37 @@ function normalisedPlanes(image: RgbImage, mean: readonly number[], std: readonl
     }
   }
   return values;
+}
+
+/**
+ * A preprocessor that runs an ONNX image model and shows its output as grey: `toGrey` turns the
+ * model's values into 0..255 levels (depth: per-frame range; lineart: the output range), then the
+ * grey image is resized to the pipeline's size. Depth and lineart differ only in that function.
+ */
+export function onnxGreyPreprocessor<Parameters extends { readonly invert: boolean }>(spec: {
+  readonly name: string;
+  readonly description: string;
+  readonly parameters: PreprocessorDefinition<Parameters>['parameters'];
+  readonly defaults: OnnxModelDefaults;
+  readonly toGrey: (values: Float32Array, model: OnnxPreprocessorModel, parameters: Parameters) => Uint8Array;
+}): PreprocessorDefinition<Parameters> {
+  return {
+    name: spec.name,
+    description: spec.description,
+    parameters: spec.parameters,
+    usesPreviousOutput: false,
+    needsModel: true,
+    async create(setup) {
+      const model = await loadOnnxPreprocessorModel({ runtime: setup.runtime, modelPath: setup.modelPath, name: spec.name, defaults: spec.defaults });
+      return {
+        async process(frame, parameters, context) {
+          const output = await model.run(frame);
+          return resizeImage(greyToRgb(spec.toGrey(output.values, model, parameters), output), context);
+        },
+        async dispose() {
+          await model.dispose();
+        },
+      };
+    },
+  };
 }

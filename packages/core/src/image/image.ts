@@ -83,12 +83,7 @@ export async function imageToTensor(source: ImageSource, size: { readonly width:
     checkRaw(source);
     return { type: 'float32', dims: [1, 3, height, width], data: planarValues(source.data, source.channels, width * height) };
   }
-  const { data } = await open(source)
-    .removeAlpha()
-    .toColourspace('srgb')
-    .resize(width, height, { fit: 'fill', kernel: 'lanczos3' })
-    .raw()
-    .toBuffer({ resolveWithObject: true });
+  const { data } = await resizeImage(source, size);
   return { type: 'float32', dims: [1, 3, height, width], data: planarValues(data, 3, width * height) };
 }
 
