@@ -124,6 +124,7 @@ describe('the ControlNet wrapper against diffusers in PyTorch (CPU, fp32)', () =
   /** The residuals a wrapper of `controlnets` feeds for the golden inputs and this frame. */
   const residuals = async (controlnets: { model_id: string; conditioning_scale?: number }[], frame: WrapperFrameV1): Promise<Float32Array[]> => {
     const { inputs } = goldens.cases.batch1;
+    const before = await runtime.stats();
     const wrapper = createControlNet({ controlnets: controlnets.map((entry) => ({ ...entry, preprocessor: 'external' })) });
     await wrapper.attach({ model, runtime, width: 64, height: 64, frameBufferSize: 1, latentShape: [4, 8, 8] });
     try {
@@ -132,6 +133,8 @@ describe('the ControlNet wrapper against diffusers in PyTorch (CPU, fp32)', () =
       return await Promise.all(RESIDUAL_INPUTS.map((name) => (fed[name] as RuntimeTensor).float32()));
     } finally {
       await wrapper.dispose();
+      // The held control images, the residuals and the ControlNets' sessions are all released.
+      expect(await runtime.stats()).toMatchObject({ tensors: before.tensors, sessions: before.sessions });
     }
   };
   const frameOf = (control: RgbImage, previous: RgbImage | undefined): WrapperFrameV1 => ({

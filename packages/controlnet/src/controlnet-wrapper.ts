@@ -8,6 +8,7 @@
  */
 import { join } from 'node:path';
 import {
+  float32ToFloat16Bits,
   InvalidArgumentError,
   ModelFolderError,
   hostTensor,
@@ -45,6 +46,8 @@ interface Unit {
   readonly sessions: SessionSet<'controlnet'>;
   /** Channels of `controlnet_cond`: 3, or 6 (the previous output, then the control image). */
   readonly channels: 3 | 6;
+  /** True when `controlnet_cond` is float16 (an fp16 export). */
+  readonly halfConditioning: boolean;
   readonly definition: AnyPreprocessorDefinition;
   readonly preprocessor: PreprocessorInstance<object>;
   readonly parameters: object;
@@ -103,7 +106,49 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
   /** All-zero residuals per batch size, for runs with no ControlNet active. */
   const zeros = new Map<number, Promise<Record<string, RuntimeTensor>>>();
   /** The frame being diffused: its source images (made once for all units) and each unit's control images. */
-  let controlFrame: { frame: WrapperFrameV1; sources: RgbImage[] | undefined; images: Map<Unit, Promise<Float32Array>> } | undefined;
+  let controlFrame:
+    | {
+        frame: WrapperFrameV1;
+        sources: RgbImage[] | undefined;
+        images: Map<Unit, Promise<Float32Array>>;
+        /** Each unit's `controlnet_cond` per batch size, held in the worker for all the frame's UNet runs. */
+        held: Map<Unit, Map<number, Promise<RuntimeTensor>>>;
+      }
+    | undefined;
+
+  /** Forgets the frame's control images and releases what it held in the worker. */
+  const dropControlFrame = async (): Promise<void> => {
+    const dropped = controlFrame;
+    controlFrame = undefined;
+    if (dropped === undefined) return;
+    const held = await Promise.allSettled([...dropped.held.values()].flatMap((byBatch) => [...byBatch.values()]));
+    await Promise.all(held.flatMap((result) => (result.status === 'fulfilled' ? [result.value.dispose()] : [])));
+  };
+
+  /** Unit `unit`'s `controlnet_cond` for a run of `batch` entries (entry i diffuses frame i mod f), sent once per frame. */
+  const conditioning = (unit: Unit, frame: WrapperFrameV1, batch: number): Promise<RuntimeTensor> => {
+    const current = controlFrame!;
+    let byBatch = current.held.get(unit);
+    if (byBatch === undefined) {
+      byBatch = new Map<number, Promise<RuntimeTensor>>();
+      current.held.set(unit, byBatch);
+    }
+    let held = byBatch.get(batch);
+    if (held === undefined) {
+      held = (async () => {
+        const { width, height, frameBufferSize: f } = attached();
+        const images = await controlImages(unit, frame);
+        const perFrame = unit.channels * width * height;
+        const values = new Float32Array(batch * perFrame);
+        for (let entry = 0; entry < batch; entry += 1) values.set(images.subarray((entry % f) * perFrame, ((entry % f) + 1) * perFrame), entry * perFrame);
+        // Held in the ControlNet's own element type: a held tensor is fed as it is, never converted.
+        const data = unit.halfConditioning ? float32ToFloat16Bits(values) : values;
+        return attached().runtime.hold(hostTensor(data, [batch, unit.channels, height, width]));
+      })();
+      byBatch.set(batch, held);
+    }
+    return held;
+  };
 
   const attached = (): WrapperPipelineV1 => {
     if (pipeline === undefined) throw new InvalidArgumentError({ field: 'controlnet', value: 'not attached', expected: 'a wrapper passed to createStreamDiffusion' });
@@ -132,12 +177,13 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
           message: `not a ControlNet made by the export tool: ${missing.length > 0 ? `it lacks the inputs ${missing.join(', ')}` : `it lacks the outputs ${missingOutputs.join(', ')}`} (inputs: ${names.join(', ')})`,
         });
       }
-      const channels = signature.inputs.find((input) => input.name === 'controlnet_cond')!.shape[1];
+      const cond = signature.inputs.find((input) => input.name === 'controlnet_cond')!;
+      const channels = cond.shape[1];
       if (channels !== 3 && channels !== 6) {
         throw new ModelFolderError({ problem: 'bad-signature', path, message: `controlnet_cond has ${String(channels)} channels; expected 3 or 6` });
       }
       const preprocessor = (await definition.create({ runtime, ...(entry.preprocessor_model === undefined ? {} : { modelPath: entry.preprocessor_model }) })) as PreprocessorInstance<object>;
-      return { entry, sessions, channels, definition, preprocessor, parameters };
+      return { entry, sessions, channels, halfConditioning: cond.type === 'float16', definition, preprocessor, parameters };
     } catch (error) {
       await sessions.dispose();
       throw error;
@@ -150,8 +196,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
   /** Unit `unit`'s control input for the frame, `[f, C, H, W]` in [0, 1]. */
   const controlImages = (unit: Unit, frame: WrapperFrameV1): Promise<Float32Array> => {
-    if (controlFrame?.frame !== frame) controlFrame = { frame, sources: undefined, images: new Map() };
-    const current = controlFrame;
+    const current = controlFrame!;
     let images = current.images.get(unit);
     if (images === undefined) {
       images = (async () => {
@@ -286,7 +331,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
         needsReload: [],
         commit: () => {
           units = next;
-          controlFrame = undefined;
+          void dropControlFrame();
           // Between two frames: nothing uses the dropped ones any more.
           void Promise.all([...dropped, ...replacedPreprocessors].map(release));
         },
@@ -298,6 +343,10 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
     async unetCall(call) {
       await releaseOutstanding();
+      if (controlFrame?.frame !== call.frame) {
+        await dropControlFrame();
+        controlFrame = { frame: call.frame, sources: undefined, images: new Map(), held: new Map() };
+      }
       const { model } = attached();
       const active = units
         .filter((unit) => unit.entry.enabled && unit.entry.conditioning_scale > 0)
@@ -305,24 +354,18 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
         .filter(({ weights }) => weights.some((weight) => weight !== 0));
       if (active.length === 0) return { inputs: await zeroResiduals(call.batch) };
 
-      const { width, height, frameBufferSize: f, latentShape } = attached();
-      const [channels, latentHeight, latentWidth] = latentShape;
+      const [channels, latentHeight, latentWidth] = attached().latentShape;
       const textWidth = model.capabilities.textEmbeddingWidth;
-      const plane = width * height;
       const runs: Record<string, RuntimeTensor>[] = [];
       try {
         for (const { unit } of active) {
-          const images = await controlImages(unit, call.frame);
-          // Batch entry i diffuses frame i mod f (stream batch: n steps × f frames, CFG repeats them).
-          const conditioning = new Float32Array(call.batch * unit.channels * plane);
-          const perFrame = unit.channels * plane;
-          for (let entry = 0; entry < call.batch; entry += 1) conditioning.set(images.subarray((entry % f) * perFrame, (entry % f + 1) * perFrame), entry * perFrame);
+          const cond = await conditioning(unit, call.frame, call.batch);
           runs.push(
             await unit.sessions.run('controlnet', {
               sample: hostTensor(call.latents, [call.batch, channels, latentHeight, latentWidth]),
               timestep: hostTensor(call.timesteps, [call.batch]),
               encoder_hidden_states: hostTensor(call.textEmbeddings, [call.batch, 77, textWidth]),
-              controlnet_cond: hostTensor(conditioning, [call.batch, unit.channels, height, width]),
+              controlnet_cond: cond,
             }),
           );
         }
@@ -339,6 +382,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
     async dispose() {
       await releaseOutstanding();
+      await dropControlFrame();
       const held = await Promise.allSettled([...zeros.values()]);
       zeros.clear();
       await Promise.all(held.flatMap((result) => (result.status === 'fulfilled' ? Object.values(result.value).map((tensor) => tensor.dispose()) : [])));
