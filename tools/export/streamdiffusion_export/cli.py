@@ -11,6 +11,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from . import TOOL_NAME, __version__
 from .configs import ARCH_NAMES, VAE_KINDS
@@ -105,6 +106,18 @@ def _shapes(args: argparse.Namespace):
     )
 
 
+def _export_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The export options every export command shares (_add_export_arguments and shapes)."""
+    return {
+        "dtype": args.dtype,
+        "shapes": _shapes(args),
+        "device": args.device,
+        "exporter": args.exporter,
+        "attention": args.attention,
+        "short_names": args.short_names,
+    }
+
+
 def _print_results(results, started: float) -> None:
     total = sum(result.bytes for result in results)
     print(f"done in {time.perf_counter() - started:.1f} s, {total / 1e6:.2f} MB of ONNX")
@@ -117,15 +130,10 @@ def _command_convert(args: argparse.Namespace) -> int:
     options = ConvertOptions(
         checkpoint=Path(args.checkpoint),
         out_dir=Path(args.out_dir),
-        dtype=args.dtype,
-        shapes=_shapes(args),
         taesd=Path(args.taesd) if args.taesd else None,
         arch=args.arch_name,
-        device=args.device,
-        exporter=args.exporter,
-        attention=args.attention,
         controlnet_inputs=args.controlnet_inputs,
-        short_names=args.short_names,
+        **_export_settings(args),
     )
     _print_results(convert(options), started)
     return 0
@@ -148,14 +156,9 @@ def _command_random_init(args: argparse.Namespace) -> int:
         options = ConvertOptions(
             checkpoint=checkpoint,
             out_dir=Path(args.out),
-            dtype=args.dtype,
-            shapes=_shapes(args),
             arch=arch.name,
-            device=args.device,
-            exporter=args.exporter,
-            attention=args.attention,
             controlnet_inputs=args.controlnet_inputs,
-            short_names=args.short_names,
+            **_export_settings(args),
         )
         _print_results(convert(options), started)
     finally:
@@ -181,14 +184,9 @@ def _command_controlnet(args: argparse.Namespace) -> int:
         source = {"kind": "diffusers", "folder": Path(args.source).resolve().name}
     options = ControlNetExportOptions(
         out_dir=Path(args.out),
-        dtype=args.dtype,
-        shapes=_shapes(args),
         arch=args.arch,
-        device=args.device,
-        exporter=args.exporter,
-        attention=args.attention,
-        short_names=args.short_names,
         source=source,
+        **_export_settings(args),
     )
     _print_results([export_controlnet(controlnet, options)], started)
     return 0
