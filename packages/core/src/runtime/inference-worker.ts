@@ -196,6 +196,14 @@ function keep(tensor: ort.Tensor, setId: number): WireOutput {
   return { type: tensor.type as TensorType, dims: [...tensor.dims], handle };
 }
 
+/** Reads a result to the host and frees it where it was; read as fp32, fp16 is an fp32 tensor from here on. */
+async function readOut(tensor: ort.Tensor, asFloat32: boolean): Promise<WireOutput> {
+  const type = tensor.type as TensorType;
+  const output: WireOutput = { type: asFloat32 && type === 'float16' ? 'float32' : type, dims: [...tensor.dims], data: await dataOf(tensor, asFloat32) };
+  if (tensor.location !== 'cpu') tensor.dispose();
+  return output;
+}
+
 function releaseTensor(handle: number): void {
   const held = tensors.get(handle);
   if (held === undefined) return;
@@ -257,7 +265,6 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     }
     const outputs: Record<string, WireOutput> = {};
     for (const [name, tensor] of Object.entries(results)) {
-      const type = tensor.type as TensorType;
       if (request.readPixels?.includes(name) === true) {
         try {
           outputs[name] = await pixelsOf(request.model, name, tensor);
@@ -265,14 +272,9 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
           if (tensor.location !== 'cpu') tensor.dispose();
         }
       } else if (request.read.includes(name)) {
-        // Read as fp32, an fp16 output is an fp32 tensor from here on.
-        const readType = request.readAsFloat32 && type === 'float16' ? 'float32' : type;
-        outputs[name] = { type: readType, dims: [...tensor.dims], data: await dataOf(tensor, request.readAsFloat32) };
-        if (tensor.location !== 'cpu') tensor.dispose();
+        outputs[name] = await readOut(tensor, request.readAsFloat32);
       } else {
-        const handle = nextHandle++;
-        tensors.set(handle, { tensor, setId: request.setId });
-        outputs[name] = { type, dims: [...tensor.dims], handle };
+        outputs[name] = keep(tensor, request.setId);
       }
     }
     const total = runs.get(request.model) ?? { count: 0, ms: 0 };
@@ -323,11 +325,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
       }
       const { y } = await (await session).run(feeds);
       if (y === undefined) throw new InferenceError({ model: 'weighted sum', message: 'no output' });
-      if (!request.read) return keep(y, RUNTIME_SET);
-      const readType = request.readAsFloat32 && type === 'float16' ? 'float32' : type;
-      const output: WireOutput = { type: readType, dims: [...y.dims], data: await dataOf(y, request.readAsFloat32) };
-      if (y.location !== 'cpu') y.dispose();
-      return output;
+      return request.read ? await readOut(y, request.readAsFloat32) : keep(y, RUNTIME_SET);
     } finally {
       for (const { tensor, temporary } of fed) if (temporary && tensor.location !== 'cpu') tensor.dispose();
     }
