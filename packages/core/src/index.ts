@@ -115,6 +115,8 @@ export type {
   WrapperParametersOf,
   WrapperPipelineV1,
   WrappersParameters,
+  WrappersParametersInput,
+  WrapperParametersInputOf,
   WrapperUnetCallV1,
 } from './wrappers/unet-wrapper-v1.js';
 export { ConfigError } from './config/config-error.js';
@@ -125,6 +127,7 @@ export {
   configJsonSchema,
   configToStreamDiffusionOptions,
   loadConfig,
+  resolveConfigModelPath,
   saveConfig,
   streamDiffusionConfigSchema,
   type ConfigWarning,
@@ -133,6 +136,7 @@ export {
   type LoadedConfig,
   type StreamDiffusionConfig,
   type StreamDiffusionConfigInput,
+  type WrapperConfigFields,
 } from './config/load-config.js';
 export {
   INTERPOLATION_METHODS,

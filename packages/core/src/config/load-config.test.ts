@@ -125,7 +125,7 @@ describe('loadConfig', () => {
       ['unknown-key', 'favourite_colour', 10],
       ['unsupported-key', 'acceleration', 2],
     ]);
-    expect(warnings[0]!.message).toBe(`${file}:3: controlnets: ignored: ControlNets are not supported yet`);
+    expect(warnings[0]!.message).toBe(`${file}:3: controlnets: ignored: ControlNets need @streamdiffusion/controlnet (pass its controlNetConfigFields as wrapperParameters)`);
     expect(config.prompt_blending).toEqual([['a cat', 0.5], ['a dog', 0.5]]);
     expect(config).not.toHaveProperty('favourite_colour');
   });

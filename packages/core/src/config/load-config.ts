@@ -66,8 +66,8 @@ export type StreamDiffusionConfigInput = z.input<typeof streamDiffusionConfigSch
  * line rather than silently dropped, so nobody believes a ControlNet is running when it is not.
  */
 export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.freeze({
-  controlnets: 'ControlNets are not supported yet',
-  use_controlnet: 'ControlNets are not supported yet',
+  controlnets: 'ControlNets need @streamdiffusion/controlnet (pass its controlNetConfigFields as wrapperParameters)',
+  use_controlnet: 'ControlNets need @streamdiffusion/controlnet (pass its controlNetConfigFields as wrapperParameters)',
   ipadapters: 'IP-Adapters are not supported yet',
   use_ipadapter: 'IP-Adapters are not supported yet',
   lora_dict: 'LoRAs are not supported yet; bake them into the exported model',
@@ -100,6 +100,13 @@ export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.
   sampler: 'the scheduler is LCM, as in the original',
 });
 
+/**
+ * The forks' switches for a wrapper's list (`use_controlnet: false` keeps `controlnets` written but
+ * off). Honoured when the wrapper's field is: `false` drops the list (with a warning), `true` is the
+ * default.
+ */
+const WRAPPER_SWITCHES: Readonly<Record<string, string>> = Object.freeze({ use_controlnet: 'controlnets', use_ipadapter: 'ipadapters' });
+
 /** Why a config key was not (fully) honoured. */
 export type ConfigWarningKind = 'unknown-key' | 'unsupported-key';
 
@@ -123,6 +130,8 @@ export interface LoadedConfig {
   readonly file: string;
   /** The model folder `model_id` resolved to, absolute. */
   readonly modelFolder: string;
+  /** The 1-based line of a key in the file (`['controlnets', 0, 'model_id']`), for messages about it. */
+  lineOf(keyPath: readonly PropertyKey[]): number | undefined;
 }
 
 /** Options of {@link loadConfig}. */
@@ -263,13 +272,24 @@ export async function loadConfig(path: string, options: LoadConfigOptions = {}):
   const schema = configSchemaWith(options.wrapperParameters);
   const known = schema.shape;
   const honoured: Record<string, unknown> = {};
+  const switches: [string, unknown][] = [];
   for (const [key, value] of Object.entries(raw)) {
     if (key in known) {
       honoured[key] = value;
+    } else if (Object.hasOwn(WRAPPER_SWITCHES, key) && WRAPPER_SWITCHES[key]! in known) {
+      switches.push([key, value]);
     } else if (key in UNSUPPORTED_CONFIG_KEYS) {
       warn('unsupported-key', key, `ignored: ${UNSUPPORTED_CONFIG_KEYS[key]!}`);
     } else {
       warn('unknown-key', key, 'ignored: not a StreamDiffusion config key');
+    }
+  }
+  for (const [key, value] of switches) {
+    if (typeof value !== 'boolean') throw new ConfigError({ file, line: lineAt([key]), key, message: `expected true or false, got ${describeValue(value)}` });
+    const list = WRAPPER_SWITCHES[key]!;
+    if (!value && list in honoured) {
+      delete honoured[list];
+      warn('unsupported-key', list, `ignored: ${key} is false`);
     }
   }
   // Python writes `prompt_blending: null` for "none"; treat it as absent rather than as a type error.
@@ -297,7 +317,31 @@ export async function loadConfig(path: string, options: LoadConfigOptions = {}):
       message: `no model folder for ${JSON.stringify(config.model_id)}: tried ${tried.join(', ')}${hint}`,
     });
   }
-  return { config, warnings, file, modelFolder };
+  return { config, warnings, file, modelFolder, lineOf: lineAt };
+}
+
+/**
+ * Where a model a config file names is (a wrapper's `model_id`, as the config's own `model_id` is
+ * found): absolute, relative to the config file, or with `modelsDir` a name in that folder
+ * (`owner/name` also as `owner--name`). A model folder, or with `file: true` also a file (`.onnx`).
+ * @throws {ConfigError} naming the file, the key and its line, with every path tried.
+ */
+export async function resolveConfigModelPath(
+  loaded: Pick<LoadedConfig, 'file' | 'lineOf'>,
+  modelId: string,
+  options: { readonly keyPath: readonly PropertyKey[]; readonly modelsDir?: string; readonly file?: boolean },
+): Promise<string> {
+  const tried = modelCandidates(modelId, loaded.file, options.modelsDir);
+  for (const candidate of tried) {
+    const found = await stat(candidate).catch(() => undefined);
+    if (found?.isDirectory() === true || (options.file === true && found?.isFile() === true)) return candidate;
+  }
+  throw new ConfigError({
+    file: loaded.file,
+    line: loaded.lineOf(options.keyPath),
+    key: options.keyPath.map(String).join('.'),
+    message: `no model ${options.file === true ? 'folder or file' : 'folder'} for ${JSON.stringify(modelId)}: tried ${tried.join(', ')}`,
+  });
 }
 
 /**

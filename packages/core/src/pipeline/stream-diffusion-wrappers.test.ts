@@ -221,3 +221,70 @@ describe('wrappers on the plain tiny model', () => {
     expect(tiny.model.sessions.models).toContain('unet');
   });
 });
+
+describe('frame preparation (prepareFrame / releaseFrame)', () => {
+  const tiny = useTinyModel();
+  const make = (mock: ReturnType<typeof createMockWrapper>) => createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', tIndexList: [20, 40], width: 64, height: 64, wrappers: [mock] });
+
+  it('prepares a frame as soon as it is given, beside the frame in flight, before that frame reaches its UNet', async () => {
+    const mock = createMockWrapper({ frameHooks: {} });
+    const stream = await make(mock);
+    // Two frames given at once: the second is prepared while the first is still on its way to the UNet.
+    await Promise.all([stream.img2imgTensor(frame(0)), stream.img2imgTensor(frame(1))]);
+    expect(mock.events).toEqual([
+      'attach',
+      'prepare-frame 0 (previous output: throws)',
+      'prepare-frame 1 (previous output: throws)',
+      'unet 0',
+      'release-frame 0',
+      'unet 1',
+      'release-frame 1',
+    ]);
+    // In its turn the frame sees the output before it, as without preparation.
+    expect(mock.calls[0]!.previousOutput).toBeNull();
+    expect(mock.calls[1]!.previousOutput).not.toBeNull();
+  });
+
+  it('gives the same results with frames given together as one after another', async () => {
+    const together = await make(createMockWrapper({ frameHooks: {} }));
+    const oneByOne = await make(createMockWrapper({ frameHooks: {} }));
+    const overlapped = await Promise.all([0, 1, 2].map((index) => together.img2imgTensor(frame(index))));
+    for (const [index, result] of overlapped.entries()) expect(same(result.images, (await oneByOne.img2imgTensor(frame(index))).images)).toBe(true);
+  });
+
+  it("waits for a slow preparation in the frame's turn, and a failed one fails that frame only (released, the next frame runs)", async () => {
+    let open: () => void = () => undefined;
+    const slow = new Promise<void>((resolve) => (open = resolve));
+    const mock = createMockWrapper({ frameHooks: { gate: (number) => (number === 1 ? slow : Promise.resolve()), fail: [2] } });
+    const stream = await make(mock);
+    const first = stream.img2imgTensor(frame(0));
+    const second = stream.img2imgTensor(frame(1));
+    await first;
+    // Frame 0 is done; frame 1 is still preparing, so its UNet has not run.
+    expect(mock.events.filter((event) => event.startsWith('unet'))).toEqual(['unet 0']);
+    open();
+    await second;
+    await expect(stream.img2imgTensor(frame(2))).rejects.toThrow(/prepareFrame 2 failed/);
+    await stream.img2imgTensor(frame(3));
+    expect(mock.events.filter((event) => !event.startsWith('prepare-frame'))).toEqual(['attach', 'unet 0', 'release-frame 0', 'unet 1', 'release-frame 1', 'release-frame 2', 'unet 3', 'release-frame 3']);
+  });
+
+  it('releases a frame the similarity filter skips, and one given after dispose is never prepared', async () => {
+    const mock = createMockWrapper({ frameHooks: {} });
+    const stream = await createStreamDiffusion({
+      model: tiny.model,
+      prompt: 'a lighthouse',
+      tIndexList: [20],
+      width: 64,
+      height: 64,
+      wrappers: [mock],
+      similarityFilter: { threshold: 0.5, maxSkipFrames: 10, random: () => 0 },
+    });
+    await stream.img2imgTensor(frame(0));
+    expect((await stream.img2imgTensor(frame(0))).skipped).toBe(true);
+    expect(mock.events).toEqual(['attach', 'prepare-frame 0 (previous output: throws)', 'unet 0', 'release-frame 0', 'prepare-frame 1 (previous output: throws)', 'release-frame 1']);
+    await stream.dispose();
+    await expect(stream.img2imgTensor(frame(1))).rejects.toThrow(DisposedError);
+    expect(mock.events.at(-1)).toBe('dispose');
+  });
+});

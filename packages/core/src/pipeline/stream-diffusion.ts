@@ -16,8 +16,8 @@ import { expectedOf, valueAt } from '../config/zod-issues.js';
 import { z } from 'zod';
 import { blendEmbeddings, blendNoise, blendWeights } from './blending.js';
 import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type StreamBatch, type UnetRequest } from './stream-batch.js';
-import { checkWrappers, checkWrapperState, frameImages, prepareWrapperUpdates, wrapperContributions, wrapperParameterShape } from '../wrappers/compose-wrappers.js';
-import type { AnyUNetWrapperV1, WrapperFrameV1, WrappersParameters } from '../wrappers/unet-wrapper-v1.js';
+import { checkWrappers, checkWrapperState, frameImages, prepareFrames, prepareWrapperUpdates, releaseFrames, wrapperContributions, wrapperParameterShape } from '../wrappers/compose-wrappers.js';
+import type { AnyUNetWrapperV1, WrapperFrameV1, WrappersParameters, WrappersParametersInput } from '../wrappers/unet-wrapper-v1.js';
 
 /** Options of {@link createStreamDiffusion}; defaults are the Python original's. */
 export interface StreamDiffusionOptions<Wrappers extends readonly AnyUNetWrapperV1[] = readonly AnyUNetWrapperV1[]> {
@@ -106,8 +106,11 @@ export interface FrameImagesOption<Image> {
   readonly images?: Readonly<Record<string, Image>>;
 }
 
-/** A running StreamDiffusion pipeline; `Extra` is its wrappers' parameters. */
-export interface StreamDiffusion<Extra extends object = object> {
+/**
+ * A running StreamDiffusion pipeline; `Extra` is its wrappers' parameters, `ExtraInput` what
+ * `update` accepts for them (defaults may be left out).
+ */
+export interface StreamDiffusion<Extra extends object = object, ExtraInput extends object = Extra> {
   /** f = frameBufferSize input frames (any size, RGB/RGBA, files or buffers) → f output images. */
   img2img(frames: ImageSource | readonly ImageSource[], options?: FrameImagesOption<ImageSource | readonly ImageSource[]>): Promise<StreamDiffusionResult>;
   /**
@@ -143,7 +146,7 @@ export interface StreamDiffusion<Extra extends object = object> {
    * it). Resolves with the hot keys whose value changed (`applied`) and the reload keys (width,
    * cfg_type, …) whose new value needs a new pipeline (`needsReload`; not applied).
    */
-  update(partial: Partial<HotParameters & ReloadParameters & Extra>): Promise<{
+  update(partial: Partial<HotParameters & ReloadParameters> & Partial<ExtraInput>): Promise<{
     readonly applied: readonly (keyof HotParameters | keyof Extra)[];
     readonly needsReload: readonly (keyof ReloadParameters | keyof Extra)[];
   }>;
@@ -243,7 +246,7 @@ function filterOptions(parameters: HotParameters): { threshold: number; maxSkipF
  */
 export async function createStreamDiffusion<const Wrappers extends readonly AnyUNetWrapperV1[] = []>(
   options: StreamDiffusionOptions<Wrappers>,
-): Promise<StreamDiffusion<WrappersParameters<Wrappers>>> {
+): Promise<StreamDiffusion<WrappersParameters<Wrappers>, WrappersParametersInput<Wrappers>>> {
   const { model } = options;
   const { capabilities } = model;
   const wrappers: readonly AnyUNetWrapperV1[] = options.wrappers ?? [];
@@ -499,30 +502,60 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   };
 
   const imagesShape = `[${f}, 3, ${height}, ${width}] = ${f * imageSize} values`;
-  const frameOf = (input: Float32Array | undefined, given: Readonly<Record<string, Float32Array>> | undefined): WrapperFrameV1 => {
-    // The output before this call, as images on first ask (from whichever form it was kept in).
-    const kept = previous;
+  /**
+   * A frame for the wrappers. Its previous output is the one before the frame's turn: bound by
+   * `begin()` when the turn comes, since the frame is made (and prepared) while the one before runs.
+   */
+  const frameOf = (input: Float32Array | undefined, given: Readonly<Record<string, Float32Array>> | undefined): { frame: WrapperFrameV1; begin: () => void } => {
+    let turn: { kept: typeof previous } | undefined;
     let images: readonly RgbImage[] | undefined;
     const previousOutput = (): readonly RgbImage[] | undefined => {
+      if (turn === undefined) {
+        throw new InvalidArgumentError({ field: 'frame.previousOutput()', value: 'asked before the frame\'s turn', expected: 'a call from unetCall (in prepareFrame the frame before may still be running)' });
+      }
+      const { kept } = turn;
       if (kept === undefined) return undefined;
+      // Made on first ask, from whichever form the output was kept in.
       images ??=
         kept.pixels !== undefined
           ? toImages(kept.pixels)
           : Array.from({ length: f }, (_, frame) => tensorToImage(kept.tensor!.subarray(frame * imageSize, (frame + 1) * imageSize), [1, 3, height, width]));
       return images;
     };
-    return frameImages(wrappers, input, given, f * imageSize, imagesShape, previousOutput);
+    return { frame: frameImages(wrappers, input, given, f * imageSize, imagesShape, previousOutput), begin: () => (turn = { kept: previous }) };
   };
 
-  type Pipeline = StreamDiffusion<WrappersParameters<Wrappers>>;
+  /**
+   * Runs a frame's `task` in its turn. The wrappers prepare the frame now, beside the frame in
+   * flight (a ControlNet's preprocessing overlaps the diffusion before it); the turn waits for that;
+   * the wrappers release the frame however it ends.
+   */
+  const inTurn = async <T>({ frame, begin }: ReturnType<typeof frameOf>, task: () => Promise<T>): Promise<T> => {
+    if (disposed) throw new DisposedError('a StreamDiffusion pipeline');
+    const prepared = prepareFrames(wrappers, frame);
+    // Awaited in the turn; a turn that never comes (disposed meanwhile) leaves the error unread.
+    prepared.catch(() => undefined);
+    try {
+      return await serial(async () => {
+        begin();
+        await prepared;
+        return task();
+      });
+    } finally {
+      await releaseFrames(wrappers, frame);
+    }
+  };
+
+  type Pipeline = StreamDiffusion<WrappersParameters<Wrappers>, WrappersParametersInput<Wrappers>>;
   type UpdateResult = Awaited<ReturnType<Pipeline['update']>>;
-  const runImg2Img = <Form extends Output>(form: Form, images: Float32Array, options: FrameImagesOption<Float32Array> | undefined) =>
-    serial(async () => {
-      if (images.length !== f * imageSize) {
-        throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: imagesShape });
-      }
+  const runImg2Img = async <Form extends Output>(form: Form, images: Float32Array, options: FrameImagesOption<Float32Array> | undefined) => {
+    if (images.length !== f * imageSize) {
+      throw new InvalidArgumentError({ field: 'images', value: `${images.length} values`, expected: imagesShape });
+    }
+    const pending = frameOf(images, options?.images);
+    return inTurn(pending, async () => {
       const clock = startClock();
-      const frame = frameOf(images, options?.images);
+      const { frame } = pending;
       const { batch, filter, constants, initNoise } = state;
       // The filter always processes the first frame, so `previous` exists whenever it skips.
       if (filter?.decide(images).skip === true && previous !== undefined) {
@@ -539,20 +572,26 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       previous = form === 'tensor' ? { latents: denoised, tensor: output as Float32Array } : { latents: denoised, pixels: output as Uint8Array };
       return { images: output, latents: denoised, warm: batch.warm, skipped: false, timings: clock.timings() };
     });
+  };
 
-  const runTxt2Img = <Form extends Output>(form: Form, options: FrameImagesOption<Float32Array> | undefined) =>
-    serial(async () => {
+  const runTxt2Img = async <Form extends Output>(form: Form, options: FrameImagesOption<Float32Array> | undefined) => {
+    const pending = frameOf(undefined, options?.images);
+    return inTurn(pending, async () => {
       const clock = startClock();
-      const frame = frameOf(undefined, options?.images);
       const { batch, textGenerator } = state;
-      const denoised = await clock.time('scheduler', () => batch.step(textGenerator.randn(latentShape), (request) => unet(request, frame, clock)));
+      const denoised = await clock.time('scheduler', () => batch.step(textGenerator.randn(latentShape), (request) => unet(request, pending.frame, clock)));
       return { images: await decodeAs(form, denoised, clock), latents: denoised, warm: batch.warm, timings: clock.timings() };
     });
+  };
 
   const img2imgTensor: Pipeline['img2imgTensor'] = (images, options) => runImg2Img('tensor', images, options);
   const txt2imgTensor: Pipeline['txt2imgTensor'] = (options) => runTxt2Img('tensor', options);
 
-  const txt2imgOneStepTensor: Pipeline['txt2imgOneStepTensor'] = (options) => serial(() => oneStep(state, frameOf(undefined, options?.images)));
+  const txt2imgOneStepTensor: Pipeline['txt2imgOneStepTensor'] = async (options) => {
+    const pending = frameOf(undefined, options?.images);
+    return inTurn(pending, () => oneStep(state, pending.frame));
+  };
+
   const oneStep = async ({ constants, textGenerator, parameters }: FrameState, frame: WrapperFrameV1): Promise<{ images: Float32Array; latents: Float32Array }> => {
     if (constants.timesteps.length !== 1) {
       throw new InvalidArgumentError({ field: 't_index_list', value: parameters.t_index_list, expected: 'one entry for one-step txt2img' });

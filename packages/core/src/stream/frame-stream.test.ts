@@ -102,4 +102,45 @@ describe('frame stream', () => {
     expect(stream.stats).toMatchObject({ processed: 1, dropped: 1 });
     expect((await results.next()).done).toBe(true);
   });
+
+  it('with overlap hands the next frame over while one is in flight (two at most), keeps the newest waiting, and delivers in order', async () => {
+    const { calls, process } = controlledProcessor();
+    const stream = createFrameStream({ process, overlap: true });
+    const results = stream.results();
+    for (const frame of [10, 11, 12, 13]) stream.push(frame);
+    await tick();
+    expect(calls.map((call) => call.frame)).toEqual([10, 11]); // two in flight; 13 waits, 12 was replaced
+    // The second finishes first: nothing is delivered before the first, and no third starts yet.
+    calls[1]!.finish(110);
+    await tick();
+    expect(calls).toHaveLength(2);
+    calls[0]!.finish(100);
+    await tick();
+    expect(calls.map((call) => call.frame)).toEqual([10, 11, 13]);
+    calls[2]!.fail(new Error('bad frame'));
+    const outputs = await take(results, 3);
+    expect(outputs.map((result) => [result.index, 'output' in result ? result.output : (result.error as Error).message])).toEqual([
+      [0, 100],
+      [1, 110],
+      [3, 'bad frame'],
+    ]);
+    expect(stream.stats).toMatchObject({ pushed: 4, processed: 2, failed: 1, dropped: 1 });
+    await stream.dispose();
+    expect((await results.next()).done).toBe(true);
+  });
+
+  it('with overlap, dispose lets both frames in flight finish and delivers them', async () => {
+    const { calls, process } = controlledProcessor();
+    const stream = createFrameStream({ process, overlap: true });
+    const results = stream.results();
+    for (const frame of [1, 2, 3]) stream.push(frame);
+    await tick();
+    const disposed = stream.dispose();
+    calls[0]!.finish(10);
+    calls[1]!.finish(20);
+    await disposed;
+    expect(calls).toHaveLength(2);
+    expect((await take(results, 5)).map((result) => result.index)).toEqual([0, 1]);
+    expect(stream.stats).toMatchObject({ processed: 2, dropped: 1 });
+  });
 });

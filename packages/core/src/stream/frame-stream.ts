@@ -6,7 +6,7 @@ export interface FrameTiming {
   readonly index: number;
   /** From `push` to the start of its processing. */
   readonly waitMs: number;
-  /** Processing time. */
+  /** Processing time (with `overlap`, this includes the processor's wait for the frame before it). */
   readonly processMs: number;
 }
 
@@ -29,9 +29,10 @@ export interface FrameStreamStats {
 
 /**
  * A stream of frames through an async processor, built for live video: at most one frame is
- * processed at a time and at most one waits. Pushing while one waits replaces the waiting frame
- * (the older one is dropped and counted), so a slow processor makes the stream skip frames instead
- * of growing a queue and falling behind. Results come out in order through `results()`.
+ * processed at a time (two with `overlap`) and at most one waits. Pushing while one waits replaces
+ * the waiting frame (the older one is dropped and counted), so a slow processor makes the stream
+ * skip frames instead of growing a queue and falling behind. Results come out in order through
+ * `results()`.
  */
 export interface FrameStream<Input, Output> {
   /** Offers a frame. Never blocks, never queues more than one. Throws after `dispose()`. */
@@ -44,15 +45,25 @@ export interface FrameStream<Input, Output> {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Makes a frame stream around `process` (called for one frame at a time). */
+/** Makes a frame stream around `process` (called for one frame at a time, or two with `overlap`). */
 export function createFrameStream<Input, Output>(options: {
   readonly process: (frame: Input) => Promise<Output>;
+  /**
+   * Hand the next frame to `process` as soon as it arrives while one is in flight (at most two in
+   * flight), for processors that prepare a frame while the one before runs: a StreamDiffusion
+   * pipeline whose ControlNets preprocess frame N + 1 during the diffusion of frame N. Results still
+   * come out in order. Default false: one at a time, the lowest latency.
+   */
+  readonly overlap?: boolean;
   /** Clock in milliseconds; `performance.now` by default (inject one in tests). */
   readonly now?: () => number;
 }): FrameStream<Input, Output> {
   const now = options.now ?? (() => performance.now());
+  const limit = options.overlap === true ? 2 : 1;
   let waiting: { frame: Input; index: number; pushedAt: number } | undefined;
-  let running: Promise<void> | undefined;
+  let inFlight = 0;
+  /** Delivery, in push order: each frame's result is delivered after the one before it. */
+  let delivered: Promise<void> = Promise.resolve();
   let disposed = false;
   let pushed = 0;
   let processed = 0;
@@ -69,27 +80,30 @@ export function createFrameStream<Input, Output>(options: {
     wake?.();
   };
 
-  const pump = async (): Promise<void> => {
-    while (waiting !== undefined) {
+  /** Starts the waiting frame while there is room in flight. */
+  const pump = (): void => {
+    while (waiting !== undefined && inFlight < limit) {
       const job = waiting;
       waiting = undefined;
+      inFlight += 1;
       const started = now();
-      let result: { output: Output } | { error: unknown };
-      try {
-        result = { output: await options.process(job.frame) };
-      } catch (error) {
-        result = { error };
-      }
-      const finished = now();
-      const timing: FrameTiming = { index: job.index, waitMs: started - job.pushedAt, processMs: finished - started };
-      lastTiming = timing;
-      if ('error' in result) failed += 1;
-      else processed += 1;
-      finishTimes.push(finished);
-      if (finishTimes.length > 30) finishTimes.shift();
-      deliver({ index: job.index, ...result, timing });
+      const outcome = options.process(job.frame).then(
+        (output) => ({ output, finished: now() }),
+        (error: unknown) => ({ error, finished: now() }),
+      );
+      delivered = delivered.then(async () => {
+        const { finished, ...result } = await outcome;
+        const timing: FrameTiming = { index: job.index, waitMs: started - job.pushedAt, processMs: finished - started };
+        lastTiming = timing;
+        if ('error' in result) failed += 1;
+        else processed += 1;
+        finishTimes.push(finished);
+        if (finishTimes.length > 30) finishTimes.shift();
+        inFlight -= 1;
+        deliver({ index: job.index, ...result, timing });
+        pump();
+      });
     }
-    running = undefined;
   };
 
   return {
@@ -98,7 +112,7 @@ export function createFrameStream<Input, Output>(options: {
       if (waiting !== undefined) dropped += 1;
       waiting = { frame, index: pushed, pushedAt: now() };
       pushed += 1;
-      running ??= pump();
+      pump();
     },
     async *results() {
       for (;;) {
@@ -107,7 +121,7 @@ export function createFrameStream<Input, Output>(options: {
           yield next;
           continue;
         }
-        if (disposed && running === undefined) return;
+        if (disposed && inFlight === 0) return;
         await new Promise<void>((resolve) => {
           wake = resolve;
         });
@@ -132,7 +146,7 @@ export function createFrameStream<Input, Output>(options: {
         dropped += 1;
         waiting = undefined;
       }
-      await running;
+      await delivered;
       wake?.();
     },
     async [Symbol.asyncDispose]() {

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { hostTensor } from '../runtime/host-tensor.js';
-import type { PreparedWrapperUpdateV1, UNetWrapperV1, WrapperFrameImageV1, WrapperPipelineV1, WrapperUnetCallV1 } from '../wrappers/unet-wrapper-v1.js';
+import type { PreparedWrapperUpdateV1, UNetWrapperV1, WrapperFrameImageV1, WrapperFrameV1, WrapperPipelineV1, WrapperUnetCallV1 } from '../wrappers/unet-wrapper-v1.js';
 
 /** The mock's parameters: two hot values and one reload choice, named after its prefix. */
 export type MockWrapperParameters<Prefix extends string = 'mock'> = { [Key in `${Prefix}_residual` | `${Prefix}_token`]: number } & {
@@ -27,6 +27,8 @@ export interface MockWrapperCall {
   readonly images: Readonly<Record<string, number>>;
   /** Whether the run had an input frame (img2img) or not (txt2img). */
   readonly hasInput: boolean;
+  /** The frame's number (frames numbered as first seen). */
+  readonly frame: number;
   /** The first bytes of each previous output image (`frame.previousOutput()`), or null before any. */
   readonly previousOutput: readonly (readonly number[])[] | null;
 }
@@ -48,11 +50,21 @@ export interface MockWrapperOptions<Prefix extends string> {
   readonly fail?: 'attach' | 'prepare';
   /** `prepareUpdate` waits for this before it returns (a slow model load, to test that frames go on). */
   readonly prepareGate?: () => Promise<void>;
+  /**
+   * Implement `prepareFrame` and `releaseFrame`, recording `prepare-frame N` and `release-frame N`
+   * (frames numbered as first seen); `prepareFrame` awaits `gate(N)` when given and throws for the
+   * frame numbers in `fail`.
+   */
+  readonly frameHooks?: { readonly gate?: (frame: number) => Promise<void>; readonly fail?: readonly number[] };
 }
 
 /** The mock, with what it recorded. */
 export interface MockWrapper<Prefix extends string = 'mock'> extends UNetWrapperV1<MockWrapperParameters<Prefix>> {
-  /** Lifecycle in order: `attach`, `prepare`, `commit`, `abandon`, `dispose`. */
+  /**
+   * Lifecycle in order: `attach`, `prepare`, `prepared`, `commit`, `abandon`, `dispose`; with
+   * `frameHooks`, also `prepare-frame N` (with ` (previous output: throws)` when asking for it there
+   * threw, as it must), `unet N` per UNet run and `release-frame N`.
+   */
   readonly events: string[];
   readonly calls: MockWrapperCall[];
   /** The pipeline it was attached to. */
@@ -74,8 +86,41 @@ export function createMockWrapper<const Prefix extends string = 'mock'>(options:
   const calls: MockWrapperCall[] = [];
   const unetInputs = [...(options.unetInputs ?? [])];
   const extraTokens = options.extraTokens ?? 0;
+  const frameNumbers = new WeakMap<WrapperFrameV1, number>();
+  let seen = 0;
+  const numberOf = (frame: WrapperFrameV1): number => {
+    let number = frameNumbers.get(frame);
+    if (number === undefined) {
+      number = seen;
+      seen += 1;
+      frameNumbers.set(frame, number);
+    }
+    return number;
+  };
+  const hooks = options.frameHooks;
+  const frameHooks: Pick<UNetWrapperV1, 'prepareFrame' | 'releaseFrame'> =
+    hooks === undefined
+      ? {}
+      : {
+          async prepareFrame(frame) {
+            const number = numberOf(frame);
+            let asked = 'answered';
+            try {
+              frame.previousOutput();
+            } catch {
+              asked = 'throws';
+            }
+            events.push(`prepare-frame ${number} (previous output: ${asked})`);
+            await hooks.gate?.(number);
+            if (hooks.fail?.includes(number) === true) throw new Error(`mock wrapper: prepareFrame ${number} failed (as asked)`);
+          },
+          async releaseFrame(frame) {
+            events.push(`release-frame ${numberOf(frame)}`);
+          },
+        };
 
   return {
+    ...frameHooks,
     specVersion: 1,
     name: options.name ?? prefix,
     parameters,
@@ -122,7 +167,10 @@ export function createMockWrapper<const Prefix extends string = 'mock'>(options:
     async unetCall(call: WrapperUnetCallV1) {
       if (pipeline === undefined) throw new Error('mock wrapper: unetCall before attach');
       const [channels, height, width] = pipeline.latentShape;
+      const frame = numberOf(call.frame);
+      if (hooks !== undefined) events.push(`unet ${frame}`);
       calls.push({
+        frame,
         residual: state.residual,
         token: state.token,
         batch: call.batch,

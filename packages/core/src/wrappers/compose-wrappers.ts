@@ -133,6 +133,16 @@ export function frameImages(
   return { input, images, previousOutput };
 }
 
+/** Every wrapper's optional `prepareFrame` for one frame, side by side; the first error fails the frame. */
+export async function prepareFrames(wrappers: readonly AnyUNetWrapperV1[], frame: WrapperFrameV1): Promise<void> {
+  await Promise.all(wrappers.map((wrapper) => wrapper.prepareFrame?.(frame) ?? Promise.resolve()));
+}
+
+/** Every wrapper's optional `releaseFrame` for one frame; a wrapper that throws anyway does not stop the others. */
+export async function releaseFrames(wrappers: readonly AnyUNetWrapperV1[], frame: WrapperFrameV1): Promise<void> {
+  await Promise.allSettled(wrappers.map((wrapper) => wrapper.releaseFrame?.(frame) ?? Promise.resolve()));
+}
+
 /**
  * Runs every wrapper for one UNet call, in order, and merges what they give: their inputs by name,
  * and the encoder hidden states `[batch, 77 + extra, D]` (text tokens, then each wrapper's tokens).

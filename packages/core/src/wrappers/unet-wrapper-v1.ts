@@ -8,8 +8,10 @@
  * 1. checked before anything loads: its parameter keys clash with no other, the model's UNet has
  *    every input it feeds, and the UNet's token count is 77 + every wrapper's `extraTokens`;
  * 2. `attach(pipeline)` once, in order: load its models;
- * 3. per frame, `unetCall(call)` before every UNet run, in order; inputs are merged, extra tokens
- *    are appended after the 77 text tokens in wrapper order;
+ * 3. per frame: `prepareFrame(frame)` (optional) as soon as the frame is given, while the frame
+ *    before it may still be running; then `unetCall(call)` before every UNet run, in order (inputs
+ *    are merged, extra tokens are appended after the 77 text tokens in wrapper order); then
+ *    `releaseFrame(frame)` (optional) once the frame is over, however it ended;
  * 4. `prepareUpdate(changes)` when `update()` names its keys, then `commit()` in the same instant
  *    as the pipeline's own changes (between two frames), or `abandon()` when any part failed;
  * 5. `dispose()` when the pipeline is disposed, in reverse order.
@@ -58,6 +60,8 @@ export interface WrapperFrameV1 {
   /**
    * The pipeline's previous output, one RGB image per frame at the pipeline's size (made on first
    * ask), or undefined before the first output. For feedback: blending the last output back in.
+   * Known once the frame's turn has come (in `unetCall`); in `prepareFrame` the frame before may
+   * still be running, and asking throws.
    */
   previousOutput(): readonly RgbImage[] | undefined;
 }
@@ -130,8 +134,17 @@ export interface UNetWrapperV1<Parameters extends object = Record<string, unknow
   getState(): Parameters;
   /** Validated changes (only its own keys, already checked against `parameters`). */
   prepareUpdate(changes: Partial<Parameters>): Promise<PreparedWrapperUpdateV1>;
+  /**
+   * Optional: work a frame needs before its UNet runs that does not depend on the frame before it
+   * (a ControlNet's preprocessing). Called as soon as the frame is given, while the previous frame
+   * may still be diffusing, so the two overlap; the frame's turn waits for it, and an error fails
+   * that frame only. The same `frame` object then comes back in `unetCall` and `releaseFrame`.
+   */
+  prepareFrame?(frame: WrapperFrameV1): Promise<void>;
   /** Called before every UNet run. */
   unetCall(call: WrapperUnetCallV1): Promise<WrapperContributionV1>;
+  /** Optional: the frame is over (processed, skipped by the similarity filter, failed); release what was kept for it. Must not throw. */
+  releaseFrame?(frame: WrapperFrameV1): Promise<void>;
   /** Releases its models and tensors. */
   dispose(): Promise<void>;
 }
@@ -149,3 +162,17 @@ type Intersection<Union> = (Union extends unknown ? (value: Union) => void : nev
 export type WrappersParameters<Wrappers extends readonly AnyUNetWrapperV1[]> = [Wrappers[number]] extends [never]
   ? object
   : Intersection<WrapperParametersOf<Wrappers[number]>> & object;
+
+/**
+ * What a wrapper's parameters accept as input (`update`, config files): each field's zod input type,
+ * where defaults may be left out (a ControlNet entry with only its `model_id`). A wrapper whose
+ * `parameters` are typed only as `WrapperParameterShape` has unknown inputs; its output types stand in.
+ */
+export type WrapperParametersInputOf<Wrapper> = Wrapper extends { readonly parameters: infer Shape }
+  ? { [Key in keyof Shape]: Shape[Key] extends z.ZodType ? (unknown extends z.input<Shape[Key]> ? z.output<Shape[Key]> : z.input<Shape[Key]>) : never }
+  : never;
+
+/** The input parameters of a list of wrappers, all together (`{}` for none). */
+export type WrappersParametersInput<Wrappers extends readonly AnyUNetWrapperV1[]> = [Wrappers[number]] extends [never]
+  ? object
+  : Intersection<WrapperParametersInputOf<Wrappers[number]>> & object;
