@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import {
   createRuntime,
   hostTensor,
@@ -11,14 +10,14 @@ import {
   type WrapperFrameV1,
 } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fromRoot, MICRO_CANNY, MICRO_MODEL, MICRO_SIX } from '../test-support/fixtures.js';
 import { createControlNet, RESIDUAL_INPUTS } from './controlnet-wrapper.js';
 
 // Goldens recorded from diffusers' ControlNetModel / MultiControlNetModel / UNet2DConditionModel in
 // PyTorch fp32 (`python -m streamdiffusion_export controlnet-goldens`, fixtures/README.md).
-const root = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
-const MODEL = root('fixtures/models/micro-sd-turbo-controlnet');
-const CANNY = root('fixtures/controlnets/micro-canny');
-const SIX = root('fixtures/controlnets/micro-6ch');
+const MODEL = MICRO_MODEL;
+const CANNY = MICRO_CANNY;
+const SIX = MICRO_SIX;
 
 interface GoldenTensor {
   readonly dims: number[];
@@ -67,7 +66,7 @@ describe('the ControlNet wrapper against diffusers in PyTorch (CPU, fp32)', () =
   beforeAll(async () => {
     runtime = await createRuntime({ device: 'cpu' });
     model = await loadModel({ runtime, folder: MODEL });
-    goldens = JSON.parse(await readFile(root('fixtures/goldens/controlnet.json'), 'utf8')) as Goldens;
+    goldens = JSON.parse(await readFile(fromRoot('fixtures/goldens/controlnet.json'), 'utf8')) as Goldens;
   });
   afterAll(async () => {
     await runtime.dispose();

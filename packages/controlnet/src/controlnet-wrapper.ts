@@ -26,7 +26,7 @@ import {
 import { controlNetEntrySchema, controlNetsField, type ControlNetEntry, type ControlNetEntryInput, type ControlNetParameters } from './controlnet-parameters.js';
 import type { AnyPreprocessorDefinition, PreprocessorInstance } from './preprocessors/preprocessor.js';
 import { parsePreprocessorParameters } from './preprocessors/preprocessor-parameters.js';
-import { preprocessorNamed } from './preprocessors/preprocessors.js';
+import { PREPROCESSOR_NAMES, PREPROCESSORS, preprocessorNamed } from './preprocessors/preprocessors.js';
 
 /** The residual inputs of a UNet made for ControlNet, in order (DESIGN.md §3). */
 export const RESIDUAL_INPUTS: readonly string[] = Object.freeze([
@@ -38,6 +38,13 @@ export const RESIDUAL_INPUTS: readonly string[] = Object.freeze([
 export interface ControlNetOptions {
   /** The ControlNets to start with (config-file keys; defaults filled in). */
   readonly controlnets?: readonly ControlNetEntryInput[];
+  /**
+   * Preprocessors of your own, by the name entries use in `preprocessor`, beside the built-in ones
+   * (a name of a built-in one is refused). Each is a `PreprocessorDefinition`: a zod schema for its
+   * `preprocessor_params`, a `create` that loads what it needs, and `usesPreviousOutput` when it
+   * cannot run before the frame before it has finished.
+   */
+  readonly preprocessors?: Readonly<Record<string, AnyPreprocessorDefinition>>;
 }
 
 /** One loaded ControlNet with its preprocessor. */
@@ -55,6 +62,8 @@ interface Unit {
 
 /** The ControlNet wrapper, with what it has loaded. */
 export interface ControlNetWrapper extends UNetWrapperV1<ControlNetParameters> {
+  /** Its one field, typed with its input (so `update({ controlnets: [{ model_id }] })` may leave defaults out). */
+  readonly parameters: { readonly controlnets: ReturnType<typeof controlNetsField> };
   /** The ControlNets in force, in order, with the conditioning channels each takes. */
   loaded(): readonly { readonly modelId: string; readonly channels: 3 | 6; readonly preprocessor: string }[];
 }
@@ -99,27 +108,48 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
     throw new InvalidArgumentError({ field: ['controlnets', ...issue.path.map(String)].join('.'), value, expected: issue.message });
   }
   const initial = parsed.data;
+  const custom = options.preprocessors ?? {};
+  for (const name of Object.keys(custom)) {
+    if (Object.hasOwn(PREPROCESSORS, name)) throw new InvalidArgumentError({ field: `preprocessors.${name}`, value: name, expected: `a name no built-in preprocessor has (${PREPROCESSOR_NAMES.join(', ')})` });
+  }
   let pipeline: WrapperPipelineV1 | undefined;
   let units: Unit[] = [];
   /** Tensors handed to the last UNet run; released at the next run or on dispose. */
   let outstanding: RuntimeTensor[] = [];
   /** All-zero residuals per batch size, for runs with no ControlNet active. */
   const zeros = new Map<number, Promise<Record<string, RuntimeTensor>>>();
-  /** The frame being diffused: its source images (made once for all units) and each unit's control images. */
-  let controlFrame:
-    | {
-        frame: WrapperFrameV1;
-        sources: RgbImage[] | undefined;
-        images: Map<Unit, Promise<Float32Array>>;
-        /** Each unit's `controlnet_cond` per batch size, held in the worker for all the frame's UNet runs. */
-        held: Map<Unit, Map<number, Promise<RuntimeTensor>>>;
-      }
-    | undefined;
+  /**
+   * Per frame, from `prepareFrame` (or its first UNet run) to `releaseFrame`: its source images (made
+   * once for all units), each unit's preprocessed images and conditioning input, and each unit's
+   * `controlnet_cond` per batch size, held in the worker for all the frame's UNet runs. Units are
+   * keys: an update makes new unit objects, so a frame prepared before it is preprocessed again
+   * with the new settings in its turn.
+   */
+  interface ControlFrame {
+    sources: RgbImage[] | undefined;
+    processed: Map<Unit, Promise<RgbImage[]>>;
+    images: Map<Unit, Promise<Float32Array>>;
+    held: Map<Unit, Map<number, Promise<RuntimeTensor>>>;
+  }
+  const frames = new Map<WrapperFrameV1, ControlFrame>();
+  /** Preprocessing under way, which a commit lets finish before it releases the preprocessors it drops. */
+  const preprocessing = new Set<Promise<unknown>>();
+  /** Units an update dropped, being released (awaited by `dispose`). */
+  const releasing = new Set<Promise<unknown>>();
 
-  /** Forgets the frame's control images and releases what it held in the worker. */
-  const dropControlFrame = async (): Promise<void> => {
-    const dropped = controlFrame;
-    controlFrame = undefined;
+  const frameState = (frame: WrapperFrameV1): ControlFrame => {
+    let state = frames.get(frame);
+    if (state === undefined) {
+      state = { sources: undefined, processed: new Map(), images: new Map(), held: new Map() };
+      frames.set(frame, state);
+    }
+    return state;
+  };
+
+  /** Forgets a frame and releases what it held in the worker. */
+  const dropFrame = async (frame: WrapperFrameV1): Promise<void> => {
+    const dropped = frames.get(frame);
+    frames.delete(frame);
     if (dropped === undefined) return;
     const held = await Promise.allSettled([...dropped.held.values()].flatMap((byBatch) => [...byBatch.values()]));
     await Promise.all(held.flatMap((result) => (result.status === 'fulfilled' ? [result.value.dispose()] : [])));
@@ -127,7 +157,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
   /** Unit `unit`'s `controlnet_cond` for a run of `batch` entries (entry i diffuses frame i mod f), sent once per frame. */
   const conditioning = (unit: Unit, frame: WrapperFrameV1, batch: number): Promise<RuntimeTensor> => {
-    const current = controlFrame!;
+    const current = frameState(frame);
     let byBatch = current.held.get(unit);
     if (byBatch === undefined) {
       byBatch = new Map<number, Promise<RuntimeTensor>>();
@@ -157,7 +187,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
   const load = async (entry: ControlNetEntry, field: string): Promise<Unit> => {
     const { runtime } = attached();
-    const definition = preprocessorNamed(entry.preprocessor);
+    const definition = preprocessorNamed(entry.preprocessor, custom);
     const parameters = parsePreprocessorParameters(definition, entry.preprocessor_params, { field: `${field}.preprocessor_params` }) as object;
     if (definition.needsModel && entry.preprocessor_model === undefined) {
       throw new InvalidArgumentError({ field: `${field}.preprocessor_model`, value: undefined, expected: `a model folder or .onnx file for the ${definition.name} preprocessor` });
@@ -194,32 +224,64 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
     await Promise.allSettled([unit.preprocessor.dispose(), unit.sessions.dispose()]);
   };
 
+  /** The frame's source images (the control image, else the input), RGB, one per frame of the buffer. */
+  const sourcesOf = (frame: WrapperFrameV1): RgbImage[] => {
+    const current = frameState(frame);
+    if (current.sources === undefined) {
+      const { width, height, frameBufferSize: f } = attached();
+      const source = frame.images.get('control') ?? frame.input;
+      if (source === undefined) {
+        throw new InvalidArgumentError({ field: 'images.control', value: undefined, expected: 'a control image (txt2img has no input frame to fall back to)' });
+      }
+      current.sources = Array.from({ length: f }, (_, index) => frameToImage(source, index, width, height));
+    }
+    return current.sources;
+  };
+
+  /**
+   * Unit `unit`'s control images for the frame (its preprocessor's output, one per frame of the
+   * buffer). Made in `prepareFrame` when the preprocessor does not use the previous output, so it
+   * overlaps the diffusion of the frame before; else in the frame's turn.
+   */
+  const processed = (unit: Unit, frame: WrapperFrameV1): Promise<RgbImage[]> => {
+    const current = frameState(frame);
+    let made = current.processed.get(unit);
+    if (made === undefined) {
+      made = (async () => {
+        const { width, height } = attached();
+        const sources = sourcesOf(frame);
+        const previous = unit.definition.usesPreviousOutput ? frame.previousOutput() : undefined;
+        const images: RgbImage[] = [];
+        for (const [index, image] of sources.entries()) images.push(await unit.preprocessor.process(image, unit.parameters, { width, height, previousOutput: previous?.[index] }));
+        return images;
+      })();
+      const tracked: Promise<unknown> = made.catch(() => undefined).finally(() => preprocessing.delete(tracked));
+      preprocessing.add(tracked);
+      current.processed.set(unit, made);
+    }
+    return made;
+  };
+
   /** Unit `unit`'s control input for the frame, `[f, C, H, W]` in [0, 1]. */
   const controlImages = (unit: Unit, frame: WrapperFrameV1): Promise<Float32Array> => {
-    const current = controlFrame!;
+    const current = frameState(frame);
     let images = current.images.get(unit);
     if (images === undefined) {
       images = (async () => {
         const { width, height, frameBufferSize: f } = attached();
-        if (current.sources === undefined) {
-          const source = frame.images.get('control') ?? frame.input;
-          if (source === undefined) {
-            throw new InvalidArgumentError({ field: 'images.control', value: undefined, expected: 'a control image (txt2img has no input frame to fall back to)' });
-          }
-          current.sources = Array.from({ length: f }, (_, index) => frameToImage(source, index, width, height));
-        }
+        const made = await processed(unit, frame);
         const plane = width * height;
         const result = new Float32Array(f * unit.channels * plane);
-        const previous = frame.previousOutput();
-        for (const [index, image] of current.sources.entries()) {
-          const made = await unit.preprocessor.process(image, unit.parameters, { width, height, previousOutput: previous?.[index] });
+        const sources = sourcesOf(frame);
+        const previous = unit.channels === 6 ? frame.previousOutput() : undefined;
+        for (const [index, image] of made.entries()) {
           const base = index * unit.channels * plane;
           if (unit.channels === 6) {
             // TemporalNet's layout: the previous output (the input frame before there is one), then the control image.
-            writeUnit(previous?.[index] ?? image, result, base);
-            writeUnit(made, result, base + 3 * plane);
+            writeUnit(previous?.[index] ?? sources[index]!, result, base);
+            writeUnit(image, result, base + 3 * plane);
           } else {
-            writeUnit(made, result, base);
+            writeUnit(image, result, base);
           }
         }
         return result;
@@ -331,9 +393,13 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
         needsReload: [],
         commit: () => {
           units = next;
-          void dropControlFrame();
-          // Between two frames: nothing uses the dropped ones any more.
-          void Promise.all([...dropped, ...replacedPreprocessors].map(release));
+          // Between two frames: no UNet run uses the dropped ones any more; preprocessing of a
+          // frame prepared ahead may, so they are released once that has finished.
+          const unused = [...dropped, ...replacedPreprocessors];
+          const released: Promise<unknown> = Promise.allSettled([...preprocessing])
+            .then(() => Promise.all(unused.map(release)))
+            .finally(() => releasing.delete(released));
+          releasing.add(released);
         },
         abandon: async () => {
           await Promise.all(fresh.map(release));
@@ -341,12 +407,18 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
       };
     },
 
+    async prepareFrame(frame) {
+      // Only preprocessing that does not wait for the frame before (feedback does; it runs in the turn).
+      const ahead = units.filter((unit) => unit.entry.enabled && !unit.definition.usesPreviousOutput);
+      await Promise.all(ahead.map((unit) => processed(unit, frame)));
+    },
+
+    async releaseFrame(frame) {
+      await dropFrame(frame);
+    },
+
     async unetCall(call) {
       await releaseOutstanding();
-      if (controlFrame?.frame !== call.frame) {
-        await dropControlFrame();
-        controlFrame = { frame: call.frame, sources: undefined, images: new Map(), held: new Map() };
-      }
       const { model } = attached();
       const active = units
         .filter((unit) => unit.entry.enabled && unit.entry.conditioning_scale > 0)
@@ -382,7 +454,8 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
     async dispose() {
       await releaseOutstanding();
-      await dropControlFrame();
+      await Promise.allSettled([...preprocessing, ...releasing]);
+      await Promise.all([...frames.keys()].map(dropFrame));
       const held = await Promise.allSettled([...zeros.values()]);
       zeros.clear();
       await Promise.all(held.flatMap((result) => (result.status === 'fulfilled' ? Object.values(result.value).map((tensor) => tensor.dispose()) : [])));

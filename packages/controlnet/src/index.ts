@@ -1,6 +1,7 @@
 // The public API of @streamdiffusion/controlnet. Everything exported is named here, explicitly.
 
 export { createControlNet, RESIDUAL_INPUTS, type ControlNetOptions, type ControlNetWrapper } from './controlnet-wrapper.js';
+export { controlNetConfigFields, controlNetFromConfig } from './controlnet-config.js';
 export {
   controlNetEntrySchema,
   type ControlNetEntry,

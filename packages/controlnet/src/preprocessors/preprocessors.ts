@@ -1,6 +1,7 @@
 /**
- * The preprocessors by the names config files use. Nothing registers itself: this list is the
- * whole set, and `preprocessorNamed` is how a name from a config file becomes a definition.
+ * The built-in preprocessors by the names config files use. Nothing registers itself: this list and
+ * a wrapper's own (`createControlNet({ preprocessors })`) are the whole set, and `preprocessorNamed`
+ * is how a name from a config file becomes a definition.
  */
 import { InvalidArgumentError } from '@streamdiffusion/core';
 import { cannyPreprocessor } from './canny-preprocessor.js';
@@ -31,10 +32,14 @@ function isPreprocessorName(name: string): name is PreprocessorName {
   return Object.hasOwn(PREPROCESSORS, name);
 }
 
-/** The preprocessor of that name; an unknown name raises `InvalidArgumentError` listing the known ones. */
-export function preprocessorNamed(name: string): AnyPreprocessorDefinition {
+/**
+ * The preprocessor of that name, among the built-in ones and `extra` (a wrapper's own, see
+ * `createControlNet({ preprocessors })`); an unknown name raises `InvalidArgumentError` listing the known ones.
+ */
+export function preprocessorNamed(name: string, extra: Readonly<Record<string, AnyPreprocessorDefinition>> = {}): AnyPreprocessorDefinition {
+  if (Object.hasOwn(extra, name)) return extra[name]!;
   if (!isPreprocessorName(name)) {
-    throw new InvalidArgumentError({ field: 'preprocessor', value: name, expected: `one of ${PREPROCESSOR_NAMES.join(', ')}` });
+    throw new InvalidArgumentError({ field: 'preprocessor', value: name, expected: `one of ${[...PREPROCESSOR_NAMES, ...Object.keys(extra)].join(', ')}` });
   }
   return PREPROCESSORS[name];
 }
