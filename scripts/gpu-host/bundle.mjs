@@ -18,6 +18,7 @@ await build({
     img2img: 'packages/core/examples/img2img.ts',
     'inspect-model': 'packages/core/examples/inspect-model.ts',
     bench: 'packages/core/scripts/bench.ts',
+    'bench-controlnet': 'packages/controlnet/scripts/bench.ts',
     'inference-worker': 'packages/core/src/runtime/inference-worker.ts',
   },
   bundle: true,

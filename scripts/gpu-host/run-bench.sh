@@ -8,6 +8,7 @@
 #   bash scripts/gpu-host/run-bench.sh ours          # dynamic-shape fused vs plain attention, NHWC vs NCHW
 #   bash scripts/gpu-host/run-bench.sh profile-only  # onnxruntime's per-kernel profile of the UNet
 #   bash scripts/gpu-host/run-bench.sh original      # the Python original in PyTorch eager (CUDA)
+#   bash scripts/gpu-host/run-bench.sh controlnet    # a ControlNet's cost per frame, and the preprocessing overlap
 # Carry .gpuhost (pack.sh of .gpuhost-app, .vendor/diffusers/src, .vendor/StreamDiffusion/src) and .gl.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=tools/export:.vendor/diffusers/src
@@ -75,7 +76,28 @@ original() { # checkpoint, then t_index_lists
   done
 }
 
+# SD-Turbo with the 13 residual inputs, and a random SD-Turbo-architecture ControlNet (3 channels), fp16, fused attention.
+CN_MODEL=/tmp/sdx-bench-cn-model CN_CHECKPOINT=/tmp/sdx-bench-cn-checkpoint CONTROLNET=/tmp/sdx-bench-controlnet
+controlnet_models() {
+  [[ -f $CN_MODEL/unet/model.onnx ]] || timeout 300 python3 -m streamdiffusion_export random-init --arch sd-turbo --vae taesd --dtype fp16 --seed 0 \
+    --attention fused --controlnet-inputs --out "$CN_MODEL" --save-checkpoint "$CN_CHECKPOINT" 2>&1 | tail -4
+  [[ -f $CONTROLNET/model.onnx ]] || timeout 300 python3 -m streamdiffusion_export controlnet --random-init --arch sd-turbo --seed 1 \
+    --dtype fp16 --attention fused --out "$CONTROLNET" 2>&1 | tail -4
+}
+bench_controlnet() { # name, then bench arguments
+  local name=$1; shift
+  echo "::: bench-controlnet $name: $*"
+  timeout 300 node .gpuhost-app/bench-controlnet.mjs --device webgpu --model "$CN_MODEL" --controlnet "$CONTROLNET" "$@" > "$OUT/bench-controlnet-$name.txt" 2> "$OUT/bench-controlnet-$name.err"
+  local status=$?
+  cat "$OUT/bench-controlnet-$name.txt"; [[ $status == 0 ]] || { echo "bench-controlnet $name failed (exit $status):"; tail -5 "$OUT/bench-controlnet-$name.err"; }
+}
+
 case ${1:-session} in
+  controlnet)
+    controlnet_models
+    bench_controlnet canny-1step --preprocessor canny --size 512 --steps 45 --frames 50 --warmup 5
+    bench_controlnet canny-2step --preprocessor canny --size 512 --steps 32,45 --frames 30 --warmup 5
+    ;;
   session)
     static_model
     bench static-fused-1step --model "$STATIC" --size 512 --steps 45 --cfg none --frames 100 --warmup 10
@@ -100,5 +122,5 @@ case ${1:-session} in
     ;;
   profile-only) static_model; profile_unet ;;
   original) static_model; original "$CHECKPOINT" 45 32,45 0,16,32,45 ;;
-  *) echo "usage: run-bench.sh session|ours|profile-only|original" >&2; exit 2 ;;
+  *) echo "usage: run-bench.sh session|sd15|ours|profile-only|original|controlnet" >&2; exit 2 ;;
 esac

@@ -36,6 +36,8 @@ export {
   Runtime,
   RuntimeTensor,
   SessionSet,
+  type CombineOptions,
+  type CombineTerm,
   type RunOptions,
   type RuntimeOptions,
 } from './runtime/runtime.js';

@@ -5,8 +5,8 @@
  *   `getData()` aborts the process, but it copies model outputs to the CPU when asked to);
  * - `y = Cast(x, to)`: converts float32 host data for float16 inputs inside onnxruntime (vectorised
  *   on the CPU, a GPU kernel on WebGPU) instead of element by element in JavaScript;
- * - `y = Σ wᵢ·xᵢ`: a weighted sum of same-shaped tensors where they live (ControlNet residuals
- *   scaled and summed on the GPU);
+ * - `yⱼ = Σᵢ wⱼᵢ·xⱼᵢ`: weighted sums of same-shaped tensors where they live, many in one run
+ *   (the 13 ControlNet residuals scaled and summed on the GPU in one session run);
  * - `pixels = imagePixels(x)`: decoded `[f, 3, H, W]` tensors in [-1, 1] to `[f, H, W, 3]` uint8
  *   RGB, on the device that decoded them, so only the pixels come back (a quarter of fp32's bytes)
  *   and no JavaScript loop touches them.
@@ -84,11 +84,11 @@ interface GraphValue {
   readonly dimPrefix?: string;
 }
 
-/** A model of `nodes` in order, from `inputs` to `output`, with float32 scalar constants. */
+/** A model of `nodes` in order, from `inputs` to `outputs`, with float32 scalar constants. */
 function graphModel(
   name: string,
   inputs: GraphValue | readonly GraphValue[],
-  output: GraphValue,
+  outputs: GraphValue | readonly GraphValue[],
   nodes: readonly GraphNode[],
   scalars: Readonly<Record<string, number>> = {},
 ): Uint8Array {
@@ -105,7 +105,7 @@ function graphModel(
     ...bytesField(2, name),
     ...Object.entries(scalars).flatMap(([scalar, value]) => bytesField(5, scalarInitializer(scalar, value))),
     ...(Array.isArray(inputs) ? inputs : [inputs]).flatMap((input: GraphValue) => bytesField(11, valueInfo(input.name, input.type, input.rank, input.dimPrefix))),
-    ...bytesField(12, valueInfo(output.name, output.type, output.rank)),
+    ...(Array.isArray(outputs) ? outputs : [outputs]).flatMap((output: GraphValue) => bytesField(12, valueInfo(output.name, output.type, output.rank, output.dimPrefix))),
   ];
   // ModelProto { ir_version = 1, producer_name = 2, graph = 7, opset_import = 8 }
   const model = [
@@ -135,23 +135,26 @@ export function castModel(from: TensorType, to: TensorType, rank: number): Uint8
 }
 
 /**
- * ONNX bytes of `y = Σ wᵢ·xᵢ` over `count` tensors `x0…` of `type` and `rank` with weights `w0…` of
- * the same element type and rank that broadcast against them (`[1, 1, …]` for one weight, `[b, 1,
- * …]` for one per batch entry); opset 17 `Mul` then `Sum`, in input order.
+ * ONNX bytes of independent weighted sums, one per entry of `ranks`: `yⱼ = Σᵢ wⱼᵢ·xⱼᵢ` over `count`
+ * tensors `xj_0…` of `type` and rank `ranks[j]`, with weights `wj_0…` of the same element type and
+ * rank that broadcast against them (`[1, 1, …]` for one weight, `[b, 1, …]` for one per batch
+ * entry); opset 17 `Mul` then `Sum`, in input order. One session run computes them all.
  */
-export function weightedSumModel(type: 'float32' | 'float16', rank: number, count: number): Uint8Array {
+export function weightedSumsModel(type: 'float32' | 'float16', ranks: readonly number[], count: number): Uint8Array {
   const terms = Array.from({ length: count }, (_, index) => index);
   return graphModel(
-    'weighted-sum',
-    terms.flatMap((index) => [
-      { name: `x${index}`, type, rank },
-      { name: `w${index}`, type, rank, dimPrefix: `w${index}_` },
+    'weighted-sums',
+    ranks.flatMap((rank, group) =>
+      terms.flatMap((index) => [
+        { name: `x${group}_${index}`, type, rank, dimPrefix: `g${group}_` },
+        { name: `w${group}_${index}`, type, rank, dimPrefix: `w${group}_${index}_` },
+      ]),
+    ),
+    ranks.map((rank, group) => ({ name: `y${group}`, type, rank, dimPrefix: `g${group}_` })),
+    ranks.flatMap((_, group) => [
+      ...terms.map((index) => ({ op: 'Mul', inputs: [`x${group}_${index}`, `w${group}_${index}`], output: `p${group}_${index}` })),
+      { op: 'Sum', inputs: terms.map((index) => `p${group}_${index}`), output: `y${group}` },
     ]),
-    { name: 'y', type, rank },
-    [
-      ...terms.map((index) => ({ op: 'Mul', inputs: [`x${index}`, `w${index}`], output: `p${index}` })),
-      { op: 'Sum', inputs: terms.map((index) => `p${index}`), output: 'y' },
-    ],
   );
 }
 

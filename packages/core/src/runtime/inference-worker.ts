@@ -10,7 +10,7 @@ import { DisposedError, InferenceError, InvalidArgumentError, ModelFolderError }
 import { StreamDiffusionError } from '../errors/streamdiffusion-error.js';
 import { machineEnvironment, resolveDevice, type Device } from './devices.js';
 import { convertTensorData, float16BitsToFloat32, float32ToFloat16Bits, type TensorData, type TensorType } from './dtypes.js';
-import { castModel, identityModel, imagePixelsModel, weightedSumModel } from './helper-models.js';
+import { castModel, identityModel, imagePixelsModel, weightedSumsModel } from './helper-models.js';
 import type { ModelSignature, ValueSignature } from './model-signature.js';
 import type { SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
 
@@ -34,6 +34,11 @@ const tensors = new Map<number, { tensor: ort.Tensor; setId: number }>();
 let nextHandle = 1;
 /** Runs per model name and the time they took inside this worker (see RuntimeStats.runs). */
 const runs = new Map<string, { count: number; ms: number }>();
+/** Counts one run of `name` that started at `started`. */
+function counted(name: string, started: number): void {
+  const total = runs.get(name) ?? { count: 0, ms: 0 };
+  runs.set(name, { count: total.count + 1, ms: total.ms + performance.now() - started });
+}
 
 function sessionOptions(target: Device): ort.InferenceSession.SessionOptions {
   const providers: ort.InferenceSession.ExecutionProviderConfig[] =
@@ -183,7 +188,7 @@ async function pixelsOf(model: string, name: string, tensor: ort.Tensor): Promis
   return { type: 'uint8', dims: [...pixels.dims], data: (pixels.data as Uint8Array).slice() };
 }
 
-/** Weighted-sum sessions by element type, rank and term count. */
+/** Weighted-sums sessions by element type, the groups' ranks and the term count. */
 const weightedSums = new Map<string, Promise<ort.InferenceSession>>();
 
 /** Tensors the runtime holds for no session set (`combine` and `hold` results): set id 0. */
@@ -277,8 +282,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
         outputs[name] = keep(tensor, request.setId);
       }
     }
-    const total = runs.get(request.model) ?? { count: 0, ms: 0 };
-    runs.set(request.model, { count: total.count + 1, ms: total.ms + performance.now() - started });
+    counted(request.model, started);
     return outputs;
   },
   async read(request) {
@@ -287,52 +291,83 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     return dataOf(held.tensor, request.asFloat32);
   },
   async combine(request) {
-    const fed: { tensor: ort.Tensor; temporary: boolean }[] = [];
+    const started = performance.now();
+    const fed: { tensor: ort.Tensor; temporary: boolean }[][] = [];
+    // One group alone keeps its messages short (`terms[0].weight`); several are told apart (`groups[2].terms[0]`).
+    const label = (group: number): string => (request.groups.length > 1 ? `groups[${group}].` : '');
     try {
-      for (const term of request.terms) fed.push(await feed(term.input));
-      const first = fed[0]?.tensor;
-      if (first === undefined) throw new InvalidArgumentError({ field: 'terms', value: [], expected: 'at least one tensor' });
-      const type = first.type;
-      if (type !== 'float32' && type !== 'float16') {
-        throw new InvalidArgumentError({ field: 'terms[0].tensor.type', value: type, expected: 'float32 or float16' });
+      if (request.groups.length === 0) throw new InvalidArgumentError({ field: 'groups', value: [], expected: 'at least one group of tensors' });
+      for (const terms of request.groups) {
+        const group: { tensor: ort.Tensor; temporary: boolean }[] = [];
+        fed.push(group);
+        for (const term of terms) group.push(await feed(term.input));
       }
-      for (const [index, { tensor }] of fed.entries()) {
-        const weight = request.terms[index]!.weight;
-        if (typeof weight !== 'number' && (first.dims.length === 0 || weight.length !== first.dims[0])) {
-          throw new InvalidArgumentError({ field: `terms[${index}].weight`, value: `${weight.length} weights`, expected: `one number, or one per entry of axis 0 (${first.dims[0] ?? 'a scalar has none'})` });
+      const count = fed[0]!.length;
+      const type = fed[0]![0]?.tensor.type;
+      for (const [group, terms] of fed.entries()) {
+        const first = terms[0]?.tensor;
+        if (first === undefined) throw new InvalidArgumentError({ field: `${label(group)}terms`, value: [], expected: 'at least one tensor' });
+        if (terms.length !== count) throw new InvalidArgumentError({ field: `${label(group)}terms`, value: `${terms.length} tensors`, expected: `${count}, as many as groups[0]` });
+        if (first.type !== 'float32' && first.type !== 'float16') {
+          throw new InvalidArgumentError({ field: `${label(group)}terms[0].tensor.type`, value: first.type, expected: 'float32 or float16' });
         }
-        if (tensor.type !== type || tensor.dims.join() !== first.dims.join()) {
-          throw new InvalidArgumentError({
-            field: `terms[${index}].tensor`,
-            value: `${tensor.type} [${tensor.dims.join(', ')}]`,
-            expected: `${type} [${first.dims.join(', ')}] like terms[0]`,
-          });
+        for (const [index, { tensor }] of terms.entries()) {
+          const weight = request.groups[group]![index]!.weight;
+          if (typeof weight !== 'number' && (first.dims.length === 0 || weight.length !== first.dims[0])) {
+            throw new InvalidArgumentError({
+              field: `${label(group)}terms[${index}].weight`,
+              value: `${weight.length} weights`,
+              expected: `one number, or one per entry of axis 0 (${first.dims[0] ?? 'a scalar has none'})`,
+            });
+          }
+          if (tensor.type !== type || (index > 0 && tensor.dims.join() !== first.dims.join())) {
+            throw new InvalidArgumentError({
+              field: `${label(group)}terms[${index}].tensor`,
+              value: `${tensor.type} [${tensor.dims.join(', ')}]`,
+              expected: `${type} [${first.dims.join(', ')}] like ${label(group)}terms[0]`,
+            });
+          }
         }
       }
-      const key = `${type}/${first.dims.length}/${fed.length}`;
+      const elementType = type as 'float32' | 'float16';
+      const ranks = fed.map((terms) => terms[0]!.tensor.dims.length);
+      const key = `${elementType}/${ranks.join(',')}/${count}`;
       let session = weightedSums.get(key);
       if (session === undefined) {
-        session = ort.InferenceSession.create(weightedSumModel(type, first.dims.length, fed.length), sessionOptions(requireDevice()));
+        session = ort.InferenceSession.create(weightedSumsModel(elementType, ranks, count), sessionOptions(requireDevice()));
+        session.catch(() => weightedSums.delete(key));
         weightedSums.set(key, session);
       }
       const feeds: Record<string, ort.Tensor> = {};
-      for (const [index, term] of request.terms.entries()) {
-        feeds[`x${index}`] = fed[index]!.tensor;
-        // One weight, or one per entry of axis 0: shaped [1 | b, 1, …] to broadcast.
-        const weight = Float32Array.from(typeof term.weight === 'number' ? [term.weight] : term.weight);
-        const dims = [weight.length, ...first.dims.slice(1).map(() => 1)];
-        feeds[`w${index}`] = type === 'float16' ? new ort.Tensor('float16', float32ToFloat16Bits(weight), dims) : new ort.Tensor('float32', weight, dims);
+      for (const [group, terms] of request.groups.entries()) {
+        const dims = fed[group]![0]!.tensor.dims;
+        for (const [index, term] of terms.entries()) {
+          feeds[`x${group}_${index}`] = fed[group]![index]!.tensor;
+          // One weight, or one per entry of axis 0: shaped [1 | b, 1, …] to broadcast.
+          const weight = Float32Array.from(typeof term.weight === 'number' ? [term.weight] : term.weight);
+          const weightDims = [weight.length, ...dims.slice(1).map(() => 1)];
+          feeds[`w${group}_${index}`] = elementType === 'float16' ? new ort.Tensor('float16', float32ToFloat16Bits(weight), weightDims) : new ort.Tensor('float32', weight, weightDims);
+        }
       }
-      const { y } = await (await session).run(feeds);
-      if (y === undefined) throw new InferenceError({ model: 'weighted sum', message: 'no output' });
-      return request.read ? await readOut(y, request.readAsFloat32) : keep(y, RUNTIME_SET);
+      const outputs = await (await session).run(feeds);
+      const sums = request.groups.map((_, group) => {
+        const sum = outputs[`y${group}`];
+        if (sum === undefined) throw new InferenceError({ model: 'weighted sums', message: `no output y${group}` });
+        return sum;
+      });
+      const results: WireOutput[] = [];
+      for (const sum of sums) results.push(request.read ? await readOut(sum, request.readAsFloat32) : keep(sum, RUNTIME_SET));
+      counted('(combine)', started);
+      return results;
     } finally {
-      for (const { tensor, temporary } of fed) if (temporary && tensor.location !== 'cpu') tensor.dispose();
+      for (const { tensor, temporary } of fed.flat()) if (temporary && tensor.location !== 'cpu') tensor.dispose();
     }
   },
   async hold(request) {
     if (request.input.kind !== 'host') throw new InvalidArgumentError({ field: 'tensor', value: 'a RuntimeTensor', expected: 'host data to hold' });
+    const started = performance.now();
     const { tensor } = await feed(request.input);
+    counted('(hold)', started);
     return keep(tensor, RUNTIME_SET);
   },
   async release(request) {

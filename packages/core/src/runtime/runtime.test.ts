@@ -173,6 +173,29 @@ describe('runtime on the CPU', () => {
     await set.dispose();
   });
 
+  it('combines many groups of different shapes in one run (combineEach), each as combine would', async () => {
+    const big = hostTensor(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3]);
+    const small = hostTensor(new Float32Array([10, 20]), [2, 1, 1]);
+    const [first, second] = await runtime.combineEach(
+      [
+        [{ tensor: big, weight: 2 }, { tensor: big, weight: [1, -1] }],
+        [{ tensor: small, weight: 0.5 }, { tensor: small, weight: [0, 1] }],
+      ],
+      { read: true },
+    );
+    expect(Array.from(await first!.float32())).toEqual([3, 6, 9, 4, 5, 6]);
+    expect(Array.from(await second!.float32())).toEqual([5, 30]);
+    for (const [group, expected] of [[0, [1, 2, 3, 4, 5, 6]], [1, [10, 20]]] as const) {
+      const alone = await runtime.combine([{ tensor: group === 0 ? big : small, weight: 1 }], { read: true });
+      expect(Array.from(await alone.float32())).toEqual(expected);
+    }
+    await expect(runtime.combineEach([[{ tensor: big, weight: 1 }], [{ tensor: small, weight: 1 }, { tensor: small, weight: 1 }]])).rejects.toThrow(
+      /groups\[1\]\.terms: expected 1, as many as groups\[0\], got "2 tensors"/,
+    );
+    await expect(runtime.combineEach([[{ tensor: big, weight: 1 }], [{ tensor: small, weight: [1, 2, 3] }]])).rejects.toThrow(/groups\[1\]\.terms\[0\]\.weight/);
+    await expect(runtime.combineEach([])).rejects.toThrow(/groups/);
+  });
+
   it('holds host data in the worker to feed many runs, until disposed', async () => {
     const set = await runtime.loadSessions({ relu: fixture('relu') });
     const before = await runtime.stats();

@@ -55,7 +55,8 @@ export type WorkerRequest =
   | { readonly op: 'read'; readonly handle: number; readonly asFloat32: boolean }
   | {
       readonly op: 'combine';
-      readonly terms: readonly { readonly input: WireInput; readonly weight: number | readonly number[] }[];
+      /** Independent weighted sums, computed in one session run. */
+      readonly groups: readonly (readonly { readonly input: WireInput; readonly weight: number | readonly number[] }[])[];
       readonly read: boolean;
       readonly readAsFloat32: boolean;
     }
@@ -70,7 +71,7 @@ export interface WorkerResults {
   load: Record<string, ModelSignature>;
   run: Record<string, WireOutput>;
   read: TensorData;
-  combine: WireOutput;
+  combine: WireOutput[];
   hold: WireOutput;
   release: null;
   unload: null;
@@ -87,7 +88,8 @@ export interface RuntimeStats {
   /**
    * Model runs so far by model name, with the milliseconds spent inside the worker on each
    * (onnxruntime's run plus copying the outputs that were read): the time models took, without
-   * the messaging and host math around them.
+   * the messaging and host math around them. The runtime's own work is counted too, as
+   * `(combine)` (weighted sums) and `(hold)` (host data moved in to stay).
    */
   readonly runs: Readonly<Record<string, { readonly count: number; readonly ms: number }>>;
 }
