@@ -441,12 +441,22 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
             }),
           );
         }
-        const inputs: Record<string, RuntimeTensor> = {};
-        for (const name of RESIDUAL_INPUTS) {
-          inputs[name] = await model.runtime.combine(active.map(({ weights }, index) => ({ tensor: runs[index]![name]!, weight: weights })));
-          outstanding.push(inputs[name]);
+        // One ControlNet at full weight whose outputs have the UNet's element types: fed as they are.
+        const single = runs.length === 1 ? runs[0]! : undefined;
+        const unetInputs = model.sessions.signatures.unet.inputs;
+        if (
+          single !== undefined &&
+          active[0]!.weights.every((weight) => weight === 1) &&
+          RESIDUAL_INPUTS.every((name) => single[name]!.type === unetInputs.find((input) => input.name === name)?.type)
+        ) {
+          runs.length = 0;
+          outstanding.push(...Object.values(single));
+          return { inputs: Object.fromEntries(RESIDUAL_INPUTS.map((name) => [name, single[name]!])) };
         }
-        return { inputs };
+        // Else all 13 residuals scaled and summed in one session run.
+        const sums = await model.runtime.combineEach(RESIDUAL_INPUTS.map((name) => active.map(({ weights }, index) => ({ tensor: runs[index]![name]!, weight: weights }))));
+        outstanding.push(...sums);
+        return { inputs: Object.fromEntries(RESIDUAL_INPUTS.map((name, index) => [name, sums[index]!])) };
       } finally {
         await Promise.all(runs.flatMap((run) => Object.values(run).map((tensor) => tensor.dispose())));
       }
