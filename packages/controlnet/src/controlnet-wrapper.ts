@@ -409,7 +409,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
     async prepareFrame(frame) {
       // Only preprocessing that does not wait for the frame before (feedback does; it runs in the turn).
-      const ahead = units.filter((unit) => unit.entry.enabled && !unit.definition.usesPreviousOutput);
+      const ahead = units.filter((unit) => unit.entry.enabled && unit.entry.conditioning_scale > 0 && !unit.definition.usesPreviousOutput);
       await Promise.all(ahead.map((unit) => processed(unit, frame)));
     },
 
