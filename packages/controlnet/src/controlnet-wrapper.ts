@@ -8,16 +8,17 @@
  */
 import { join } from 'node:path';
 import {
-  float32ToFloat16Bits,
   InvalidArgumentError,
   ModelFolderError,
   hostTensor,
+  tensorToImage,
   UNET_INPUTS,
   type HostTensor,
   type PreparedWrapperUpdateV1,
   type RgbImage,
   type RuntimeTensor,
   type SessionSet,
+  type TensorType,
   type UNetWrapperV1,
   type WrapperFrameV1,
   type WrapperPipelineV1,
@@ -53,8 +54,8 @@ interface Unit {
   readonly sessions: SessionSet<'controlnet'>;
   /** Channels of `controlnet_cond`: 3, or 6 (the previous output, then the control image). */
   readonly channels: 3 | 6;
-  /** True when `controlnet_cond` is float16 (an fp16 export). */
-  readonly halfConditioning: boolean;
+  /** The element type of `controlnet_cond` (float16 for an fp16 export). */
+  readonly conditioningType: TensorType;
   readonly definition: AnyPreprocessorDefinition;
   readonly preprocessor: PreprocessorInstance<object>;
   readonly parameters: object;
@@ -72,19 +73,6 @@ const CONTROLNET_INPUTS = ['sample', 'timestep', 'encoder_hidden_states', 'contr
 
 function modelPath(modelId: string): string {
   return modelId.endsWith('.onnx') ? modelId : join(modelId, 'model.onnx');
-}
-
-/** `[-1, 1]` planar frame k of `[f, 3, H, W]` → RGB pixels. */
-function frameToImage(frames: Float32Array, frame: number, width: number, height: number): RgbImage {
-  const plane = width * height;
-  const offset = frame * 3 * plane;
-  const data = new Uint8Array(3 * plane);
-  for (let channel = 0; channel < 3; channel += 1) {
-    for (let pixel = 0; pixel < plane; pixel += 1) {
-      data[pixel * 3 + channel] = Math.min(255, Math.max(0, Math.round((frames[offset + channel * plane + pixel]! + 1) * 127.5)));
-    }
-  }
-  return { data, width, height, channels: 3 };
 }
 
 /** RGB pixels → planar `[3, H, W]` in [0, 1], written at `offset` of `target`. */
@@ -116,6 +104,8 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
   let units: Unit[] = [];
   /** Tensors handed to the last UNet run; released at the next run or on dispose. */
   let outstanding: RuntimeTensor[] = [];
+  /** The element type of each residual input of the UNet (read once, at attach). */
+  let residualTypes = new Map<string, string>();
   /** All-zero residuals per batch size, for runs with no ControlNet active. */
   const zeros = new Map<number, Promise<Record<string, RuntimeTensor>>>();
   /**
@@ -171,9 +161,8 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
         const perFrame = unit.channels * width * height;
         const values = new Float32Array(batch * perFrame);
         for (let entry = 0; entry < batch; entry += 1) values.set(images.subarray((entry % f) * perFrame, ((entry % f) + 1) * perFrame), entry * perFrame);
-        // Held in the ControlNet's own element type: a held tensor is fed as it is, never converted.
-        const data = unit.halfConditioning ? float32ToFloat16Bits(values) : values;
-        return attached().runtime.hold(hostTensor(data, [batch, unit.channels, height, width]));
+        // Held in the ControlNet's own element type (converted in the worker): a held tensor is fed as it is.
+        return attached().runtime.hold(hostTensor(values, [batch, unit.channels, height, width]), { as: unit.conditioningType });
       })();
       byBatch.set(batch, held);
     }
@@ -212,8 +201,11 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
       if (channels !== 3 && channels !== 6) {
         throw new ModelFolderError({ problem: 'bad-signature', path, message: `controlnet_cond has ${String(channels)} channels; expected 3 or 6` });
       }
+      if (cond.type !== 'float32' && cond.type !== 'float16') {
+        throw new ModelFolderError({ problem: 'bad-signature', path, message: `controlnet_cond is ${cond.type}; expected float32 or float16` });
+      }
       const preprocessor = (await definition.create({ runtime, ...(entry.preprocessor_model === undefined ? {} : { modelPath: entry.preprocessor_model }) })) as PreprocessorInstance<object>;
-      return { entry, sessions, channels, halfConditioning: cond.type === 'float16', definition, preprocessor, parameters };
+      return { entry, sessions, channels, conditioningType: cond.type, definition, preprocessor, parameters };
     } catch (error) {
       await sessions.dispose();
       throw error;
@@ -233,7 +225,8 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
       if (source === undefined) {
         throw new InvalidArgumentError({ field: 'images.control', value: undefined, expected: 'a control image (txt2img has no input frame to fall back to)' });
       }
-      current.sources = Array.from({ length: f }, (_, index) => frameToImage(source, index, width, height));
+      const size = 3 * width * height;
+      current.sources = Array.from({ length: f }, (_, index) => tensorToImage(source.subarray(index * size, (index + 1) * size), [1, 3, height, width]));
     }
     return current.sources;
   };
@@ -346,6 +339,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
 
     async attach(given) {
       pipeline = given;
+      residualTypes = new Map(given.model.sessions.signatures.unet.inputs.filter((input) => RESIDUAL_INPUTS.includes(input.name)).map((input) => [input.name, input.type]));
       const made: Unit[] = [];
       try {
         for (const [index, entry] of initial.entries()) made.push(await load(entry, `controlnets.${index}`));
@@ -443,12 +437,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
         }
         // One ControlNet at full weight whose outputs have the UNet's element types: fed as they are.
         const single = runs.length === 1 ? runs[0]! : undefined;
-        const unetInputs = model.sessions.signatures.unet.inputs;
-        if (
-          single !== undefined &&
-          active[0]!.weights.every((weight) => weight === 1) &&
-          RESIDUAL_INPUTS.every((name) => single[name]!.type === unetInputs.find((input) => input.name === name)?.type)
-        ) {
+        if (single !== undefined && active[0]!.weights.every((weight) => weight === 1) && RESIDUAL_INPUTS.every((name) => single[name]!.type === residualTypes.get(name))) {
           runs.length = 0;
           outstanding.push(...Object.values(single));
           return { inputs: Object.fromEntries(RESIDUAL_INPUTS.map((name) => [name, single[name]!])) };

@@ -208,6 +208,13 @@ describe('runtime on the CPU', () => {
     await held.dispose();
     expect((await runtime.stats()).tensors).toBe(before.tensors);
     await set.dispose();
+
+    // Held as float16: converted once in the worker, read back as the same (exactly representable) values.
+    const half = await runtime.hold(hostTensor(new Float32Array([-1, 2.5, -3, 4]), [1, 4]), { as: 'float16' });
+    expect(half.type).toBe('float16');
+    expect(Array.from(await half.float32())).toEqual([-1, 2.5, -3, 4]);
+    await half.dispose();
+    await expect(runtime.hold(hostTensor(new Float32Array([1]), [1]), { as: 'int64' })).rejects.toThrow(/type/);
   });
 
   it('keeps the main thread responsive while a model runs', async () => {

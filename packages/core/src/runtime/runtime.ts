@@ -289,10 +289,12 @@ export class Runtime {
 
   /**
    * Moves host data into the worker once, to feed many runs without sending it again (constant
-   * inputs such as all-zero residuals). Dispose it when done.
+   * inputs such as all-zero residuals). A held tensor is fed as it is, so hold it in the element
+   * type the model takes: `as: 'float16'` converts float32 data inside onnxruntime (as runs do).
+   * Dispose it when done.
    */
-  async hold(tensor: HostTensor): Promise<RuntimeTensor> {
-    return new RuntimeTensor(this, await this.request({ op: 'hold', input: wireInput(tensor, tensor.type) }));
+  async hold(tensor: HostTensor, options: { readonly as?: TensorType } = {}): Promise<RuntimeTensor> {
+    return new RuntimeTensor(this, await this.request({ op: 'hold', input: wireInput(tensor, options.as ?? tensor.type) }));
   }
 
   /** How many sessions and tensors the worker holds (for leak checks). */
