@@ -1,7 +1,6 @@
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   DisposedError,
   InvalidArgumentError,
@@ -12,37 +11,13 @@ import {
   type Runtime,
 } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytes, greyChannel, onnxGolden, PREPROCESSOR_FIXTURES } from '../../test-support/onnx-goldens.js';
 import { depthPreprocessor } from './depth-preprocessor.js';
 import { greyToRgb } from './grey-image.js';
 import { parsePreprocessorParameters } from './preprocessor-parameters.js';
 
-const fixtures = fileURLToPath(new URL('../../test-fixtures/preprocessors/', import.meta.url));
-
-interface OnnxGolden {
-  readonly width: number;
-  readonly height: number;
-  readonly frame: string;
-  readonly output_dims: number[];
-  readonly output: string;
-  readonly grey: string;
-  readonly grey_inverted: string;
-}
-
-const goldens = JSON.parse(await readFile(join(fixtures, 'onnx-goldens.json'), 'utf8')) as Record<'depth' | 'lineart', OnnxGolden>;
-const golden = goldens.depth;
-const frame: RgbImage = { data: new Uint8Array(Buffer.from(golden.frame, 'base64')), width: golden.width, height: golden.height, channels: 3 };
-const bytes = (base64: string): number[] => Array.from(Buffer.from(base64, 'base64'));
-
-/** The first channel, after checking the image is grey (three equal channels). */
-function greyChannel(image: RgbImage): number[] {
-  const grey: number[] = [];
-  for (let pixel = 0; pixel < image.width * image.height; pixel += 1) {
-    const [r, g, b] = [image.data[pixel * 3], image.data[pixel * 3 + 1], image.data[pixel * 3 + 2]];
-    expect(r === g && g === b, `pixel ${pixel} is grey`).toBe(true);
-    grey.push(r!);
-  }
-  return grey;
-}
+const fixtures = PREPROCESSOR_FIXTURES;
+const { golden, frame } = await onnxGolden('depth');
 
 describe('depth (tiny random-weight model)', () => {
   let runtime: Runtime;

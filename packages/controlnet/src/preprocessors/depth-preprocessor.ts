@@ -1,15 +1,11 @@
-import { z } from 'zod';
-import { onnxGreyPreprocessor, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
+import type { z } from 'zod';
+import { invertParameters, onnxGreyPreprocessor, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
 import type { PreprocessorDefinition } from './preprocessor.js';
-import { hotParameter } from './preprocessor-parameters.js';
 
 /** The depth preprocessor's parameters. */
-export const depthParameters = z.object({
-  invert: hotParameter(
-    z.boolean({ error: 'true or false' }).default(false),
-    'Flip black and white: for models that output distance (far = large) rather than relative inverse depth (near = large), as depth ControlNets expect near = white.',
-  ),
-});
+export const depthParameters = invertParameters(
+  'Flip black and white: for models that output distance (far = large) rather than relative inverse depth (near = large), as depth ControlNets expect near = white.',
+);
 
 /** The depth preprocessor's parameters, validated. */
 export type DepthParameters = z.output<typeof depthParameters>;
@@ -24,9 +20,9 @@ const DEPTH_DEFAULTS: OnnxModelDefaults = {
 
 /**
  * Model values → 0..255 by the frame's own range: `round((v − min) / (max − min) · 255)`, or 0
- * everywhere when the frame is flat; `invert` gives `255 − that`.
+ * everywhere when the frame is flat.
  */
-function normalisedDepth(values: Float32Array, invert: boolean): Uint8Array {
+function normalisedDepth(values: Float32Array): Uint8Array {
   let min = Infinity;
   let max = -Infinity;
   for (const value of values) {
@@ -36,8 +32,7 @@ function normalisedDepth(values: Float32Array, invert: boolean): Uint8Array {
   const span = max - min;
   const grey = new Uint8Array(values.length);
   for (let index = 0; index < values.length; index += 1) {
-    const level = span > 0 && Number.isFinite(span) ? Math.round(((values[index]! - min) / span) * 255) : 0;
-    grey[index] = invert ? 255 - level : level;
+    grey[index] = span > 0 && Number.isFinite(span) ? Math.round(((values[index]! - min) / span) * 255) : 0;
   }
   return grey;
 }
@@ -53,5 +48,5 @@ export const depthPreprocessor: PreprocessorDefinition<DepthParameters> = onnxGr
   description: 'Depth from an ONNX depth model (Depth Anything, MiDaS…), normalised per frame: near is white.',
   parameters: depthParameters,
   defaults: DEPTH_DEFAULTS,
-  toGrey: (values, model, parameters) => normalisedDepth(values, parameters.invert),
+  toGrey: (values) => normalisedDepth(values),
 });

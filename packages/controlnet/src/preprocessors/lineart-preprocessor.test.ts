@@ -1,38 +1,15 @@
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ModelFolderError, createRuntime, type RgbImage, type Runtime } from '@streamdiffusion/core';
+import { ModelFolderError, createRuntime, type Runtime } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytes, greyChannel, onnxGolden, PREPROCESSOR_FIXTURES } from '../../test-support/onnx-goldens.js';
 import { lineartPreprocessor } from './lineart-preprocessor.js';
 
-const fixtures = fileURLToPath(new URL('../../test-fixtures/preprocessors/', import.meta.url));
-
-interface OnnxGolden {
-  readonly width: number;
-  readonly height: number;
-  readonly frame: string;
-  readonly output_dims: number[];
-  readonly output: string;
-  readonly grey: string;
-  readonly grey_inverted: string;
-}
-
-const golden = (JSON.parse(await readFile(join(fixtures, 'onnx-goldens.json'), 'utf8')) as Record<'lineart', OnnxGolden>).lineart;
-const frame: RgbImage = { data: new Uint8Array(Buffer.from(golden.frame, 'base64')), width: golden.width, height: golden.height, channels: 3 };
-const bytes = (base64: string): number[] => Array.from(Buffer.from(base64, 'base64'));
+const fixtures = PREPROCESSOR_FIXTURES;
+const { golden, frame } = await onnxGolden('lineart');
 const modelFile = join(fixtures, 'lineart', 'model.onnx');
 const context = { width: 32, height: 32, previousOutput: undefined };
-
-function greyChannel(image: RgbImage): number[] {
-  const grey: number[] = [];
-  for (let pixel = 0; pixel < image.width * image.height; pixel += 1) {
-    const [r, g, b] = [image.data[pixel * 3], image.data[pixel * 3 + 1], image.data[pixel * 3 + 2]];
-    expect(r === g && g === b, `pixel ${pixel} is grey`).toBe(true);
-    grey.push(r!);
-  }
-  return grey;
-}
 
 describe('lineart (tiny random-weight model)', () => {
   let runtime: Runtime;

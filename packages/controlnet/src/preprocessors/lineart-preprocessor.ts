@@ -1,15 +1,11 @@
-import { z } from 'zod';
-import { onnxGreyPreprocessor, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
+import type { z } from 'zod';
+import { invertParameters, onnxGreyPreprocessor, type OnnxModelDefaults } from './onnx-preprocessor-model.js';
 import type { PreprocessorDefinition } from './preprocessor.js';
-import { hotParameter } from './preprocessor-parameters.js';
 
 /** The lineart preprocessor's parameters. */
-export const lineartParameters = z.object({
-  invert: hotParameter(
-    z.boolean({ error: 'true or false' }).default(false),
-    'Flip black and white: for models that draw dark lines on white (informative-drawings lineart), as ControlNets expect white lines on black.',
-  ),
-});
+export const lineartParameters = invertParameters(
+  'Flip black and white: for models that draw dark lines on white (informative-drawings lineart), as ControlNets expect white lines on black.',
+);
 
 /** The lineart preprocessor's parameters, validated. */
 export type LineartParameters = z.output<typeof lineartParameters>;
@@ -24,15 +20,14 @@ const LINEART_DEFAULTS: OnnxModelDefaults = {
 
 /**
  * Model values → 0..255 through the model's output range `[low, high]` (default [0, 1]):
- * `round(clamp((v − low) / (high − low), 0, 1) · 255)`; `invert` gives `255 − that`.
+ * `round(clamp((v − low) / (high − low), 0, 1) · 255)`.
  */
-function scaledLines(values: Float32Array, outputRange: readonly [number, number], invert: boolean): Uint8Array {
+function scaledLines(values: Float32Array, outputRange: readonly [number, number]): Uint8Array {
   const [low, high] = outputRange;
   const grey = new Uint8Array(values.length);
   for (let index = 0; index < values.length; index += 1) {
     const unit = Math.min(Math.max((values[index]! - low) / (high - low), 0), 1);
-    const level = Number.isNaN(unit) ? 0 : Math.round(unit * 255);
-    grey[index] = invert ? 255 - level : level;
+    grey[index] = Number.isNaN(unit) ? 0 : Math.round(unit * 255);
   }
   return grey;
 }
@@ -49,5 +44,5 @@ export const lineartPreprocessor: PreprocessorDefinition<LineartParameters> = on
   description: 'Lines or soft edges from an ONNX line-drawing model (lineart, HED, PiDiNet…), scaled to 0..255.',
   parameters: lineartParameters,
   defaults: LINEART_DEFAULTS,
-  toGrey: (values, model, parameters) => scaledLines(values, model.outputRange, parameters.invert),
+  toGrey: (values, model) => scaledLines(values, model.outputRange),
 });

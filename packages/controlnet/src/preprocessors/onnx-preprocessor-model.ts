@@ -35,6 +35,7 @@ import { greyToRgb } from './grey-image.js';
 import type { PreprocessorDefinition } from './preprocessor.js';
 import { z } from 'zod';
 import { frameAtSize } from './frame-at-size.js';
+import { hotParameter } from './preprocessor-parameters.js';
 
 const positiveSize = z.int().min(1).max(8192);
 const triple = z.tuple([z.number(), z.number(), z.number()]);
@@ -248,18 +249,24 @@ function normalisedPlanes(image: RgbImage, mean: readonly number[], std: readonl
   return values;
 }
 
+/** The parameters of an ONNX grey preprocessor: `invert` (hot), described for its kind of model. */
+export function invertParameters(description: string) {
+  return z.object({ invert: hotParameter(z.boolean({ error: 'true or false' }).default(false), description) });
+}
+
 /**
  * A preprocessor that runs an ONNX image model and shows its output as grey: `toGrey` turns the
- * model's values into 0..255 levels (depth: per-frame range; lineart: the output range), then the
- * grey image is resized to the pipeline's size. Depth and lineart differ only in that function.
+ * model's values into 0..255 levels (depth: per-frame range; lineart: the output range), `invert`
+ * gives 255 − level, then the grey image is resized to the pipeline's size. Depth and lineart
+ * differ only in `toGrey` and their defaults.
  */
-export function onnxGreyPreprocessor<Parameters extends { readonly invert: boolean }>(spec: {
+export function onnxGreyPreprocessor(spec: {
   readonly name: string;
   readonly description: string;
-  readonly parameters: PreprocessorDefinition<Parameters>['parameters'];
+  readonly parameters: ReturnType<typeof invertParameters>;
   readonly defaults: OnnxModelDefaults;
-  readonly toGrey: (values: Float32Array, model: OnnxPreprocessorModel, parameters: Parameters) => Uint8Array;
-}): PreprocessorDefinition<Parameters> {
+  readonly toGrey: (values: Float32Array, model: OnnxPreprocessorModel) => Uint8Array;
+}): PreprocessorDefinition<{ invert: boolean }> {
   return {
     name: spec.name,
     description: spec.description,
@@ -271,7 +278,9 @@ export function onnxGreyPreprocessor<Parameters extends { readonly invert: boole
       return {
         async process(frame, parameters, context) {
           const output = await model.run(frame);
-          return resizeImage(greyToRgb(spec.toGrey(output.values, model, parameters), output), context);
+          const grey = spec.toGrey(output.values, model);
+          if (parameters.invert) for (let index = 0; index < grey.length; index += 1) grey[index] = 255 - grey[index]!;
+          return resizeImage(greyToRgb(grey, output), context);
         },
         async dispose() {
           await model.dispose();
