@@ -68,8 +68,8 @@ export type StreamDiffusionConfigInput = z.input<typeof streamDiffusionConfigSch
 export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.freeze({
   controlnets: 'ControlNets need @streamdiffusion/controlnet (pass its controlNetConfigFields as wrapperParameters)',
   use_controlnet: 'ControlNets need @streamdiffusion/controlnet (pass its controlNetConfigFields as wrapperParameters)',
-  ipadapters: 'IP-Adapters are not supported yet',
-  use_ipadapter: 'IP-Adapters are not supported yet',
+  ipadapters: 'IP-Adapters need @streamdiffusion/ip-adapter (pass its ipAdapterConfigFields as wrapperParameters)',
+  use_ipadapter: 'IP-Adapters need @streamdiffusion/ip-adapter (pass its ipAdapterConfigFields as wrapperParameters)',
   lora_dict: 'LoRAs are not supported yet; bake them into the exported model',
   use_lcm_lora: 'LCM-LoRA is not supported yet; export a model with it merged',
   lcm_lora_id: 'LCM-LoRA is not supported yet; export a model with it merged',

@@ -33,7 +33,7 @@ describe('capability detection from ONNX names', () => {
       baseUnet[0]!,
       baseUnet[1]!,
       f32('encoder_hidden_states', ['batch', 81, 768]),
-      f32('ip_adapter_scale', [16]),
+      f32('ip_adapter_scale', ['batch', 16]),
     ]);
     const capabilities = detectCapabilities({ ...others, unet }, {}, vae);
     expect(capabilities.ipAdapter).toEqual({ scaleInput: 'ip_adapter_scale', layers: 16, imageTokens: 4 });

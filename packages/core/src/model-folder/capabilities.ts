@@ -20,7 +20,10 @@ export interface ModelCapabilities {
   readonly imageToImage: boolean;
   /** ControlNet residual inputs of the UNet, or null when it has none. */
   readonly controlNet: { readonly downBlockResiduals: readonly string[]; readonly midBlockResidual: string } | null;
-  /** IP-Adapter inputs of the UNet, or null. `imageTokens` is null when the token count is dynamic. */
+  /**
+   * IP-Adapter inputs of the UNet, or null: the scale input (`[batch, layers]`, one scale per batch
+   * entry and cross-attention layer). `imageTokens` is null when the token count is dynamic.
+   */
   readonly ipAdapter: { readonly scaleInput: string; readonly layers: number | null; readonly imageTokens: number | null } | null;
   readonly vae: VaeDescription;
 }
@@ -118,7 +121,8 @@ export function detectCapabilities(
         ? null
         : {
             scaleInput: scale.name,
-            layers: fixed(scale.shape[0]),
+            // [batch, layers]: one row of per-layer scales per batch entry.
+            layers: fixed(scale.shape[scale.shape.length - 1]),
             imageTokens: tokens === null ? null : tokens - TEXT_TOKENS,
           },
     vae,
