@@ -19,6 +19,7 @@ await build({
     'inspect-model': 'packages/core/examples/inspect-model.ts',
     bench: 'packages/core/scripts/bench.ts',
     'bench-controlnet': 'packages/controlnet/scripts/bench.ts',
+    'bench-ip-adapter': 'packages/ip-adapter/scripts/bench.ts',
     'inference-worker': 'packages/core/src/runtime/inference-worker.ts',
   },
   bundle: true,

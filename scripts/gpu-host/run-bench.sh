@@ -9,6 +9,7 @@
 #   bash scripts/gpu-host/run-bench.sh profile-only  # onnxruntime's per-kernel profile of the UNet
 #   bash scripts/gpu-host/run-bench.sh original      # the Python original in PyTorch eager (CUDA)
 #   bash scripts/gpu-host/run-bench.sh controlnet    # a ControlNet's cost per frame, and the preprocessing overlap
+#   bash scripts/gpu-host/run-bench.sh ipadapter     # an IP-Adapter's cost per frame, and how long a style change takes
 # Carry .gpuhost (pack.sh of .gpuhost-app, .vendor/diffusers/src, .vendor/StreamDiffusion/src) and .gl.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=tools/export:.vendor/diffusers/src
@@ -92,7 +93,27 @@ bench_controlnet() { # name, then bench arguments
   cat "$OUT/bench-controlnet-$name.txt"; [[ $status == 0 ]] || { echo "bench-controlnet $name failed (exit $status):"; tail -5 "$OUT/bench-controlnet-$name.err"; }
 }
 
+# The SD-Turbo checkpoint exported with a random regular IP-Adapter (ViT-H-size random image encoder), fp16, fused attention.
+IP_MODEL=/tmp/sdx-bench-ip-model
+ip_adapter_model() {
+  random_init "$FUSED" --attention fused
+  [[ -f $IP_MODEL/unet/model.onnx ]] || timeout 400 python3 -m streamdiffusion_export convert "$CHECKPOINT" "$IP_MODEL" --dtype fp16 --attention fused \
+    --ip-adapter-random regular --ip-adapter-seed 30 2>&1 | tail -6
+}
+bench_ip_adapter() { # name, then bench arguments
+  local name=$1; shift
+  echo "::: bench-ip-adapter $name: $*"
+  timeout 300 node .gpuhost-app/bench-ip-adapter.mjs --device webgpu --model "$IP_MODEL" --plain "$FUSED" "$@" > "$OUT/bench-ip-adapter-$name.txt" 2> "$OUT/bench-ip-adapter-$name.err"
+  local status=$?
+  cat "$OUT/bench-ip-adapter-$name.txt"; [[ $status == 0 ]] || { echo "bench-ip-adapter $name failed (exit $status):"; tail -5 "$OUT/bench-ip-adapter-$name.err"; }
+}
+
 case ${1:-session} in
+  ipadapter)
+    ip_adapter_model
+    bench_ip_adapter 1step --size 512 --steps 45 --frames 50 --warmup 5 --switches 5
+    bench_ip_adapter 2step --size 512 --steps 32,45 --frames 30 --warmup 5 --switches 3
+    ;;
   controlnet)
     controlnet_models
     bench_controlnet canny-1step --preprocessor canny --size 512 --steps 45 --frames 50 --warmup 5
@@ -122,5 +143,5 @@ case ${1:-session} in
     ;;
   profile-only) static_model; profile_unet ;;
   original) static_model; original "$CHECKPOINT" 45 32,45 0,16,32,45 ;;
-  *) echo "usage: run-bench.sh session|sd15|ours|profile-only|original|controlnet" >&2; exit 2 ;;
+  *) echo "usage: run-bench.sh session|sd15|ours|profile-only|original|controlnet|ipadapter" >&2; exit 2 ;;
 esac

@@ -153,8 +153,9 @@ export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdap
       const entries = ipAdaptersField([]).parse(wanted);
       const entry = entries[0];
       const current = active?.entry ?? first;
-      // Another adapter, encoder or kind (or none) is another UNet: a new pipeline.
-      if (entry === undefined || RELOAD_KEYS.some((key) => entry[key] !== current[key])) return { ...unchanged, needsReload: ['ipadapters'] };
+      // Another adapter, encoder or kind (or none) is another UNet: a new pipeline. A left-out type is the adapter's own.
+      const reloadKey = (of: IpAdapterEntry, key: (typeof RELOAD_KEYS)[number]): string | undefined => (key === 'type' ? (of.type ?? kind) : of[key]);
+      if (entry === undefined || RELOAD_KEYS.some((key) => reloadKey(entry, key) !== reloadKey(current, key))) return { ...unchanged, needsReload: ['ipadapters'] };
       const next = await prepare(entry);
       return {
         applied: sameEntry(entry, current) ? [] : ['ipadapters'],

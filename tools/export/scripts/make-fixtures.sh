@@ -65,6 +65,28 @@ tool controlnet-goldens "$work/micro-sd-turbo-checkpoint" fixtures/models/micro-
   --controlnet "$work/micro-canny-checkpoint" fixtures/controlnets/micro-canny \
   --controlnet "$work/micro-6ch-checkpoint" fixtures/controlnets/micro-6ch --out fixtures/goldens/controlnet.json
 
+section "IP-Adapter: micro-sd-turbo with a random regular adapter, a Plus projection sharing its attention, the same UNet with ControlNet inputs, goldens"
+rm -rf fixtures/models/micro-sd-turbo-ipadapter fixtures/ip-adapters
+# The same base weights as micro-sd-turbo-controlnet (seed 0); the adapter from seed 30, its image encoder from 31.
+tool random-init --arch micro-sd-turbo --vae taesd --dtype fp32 --seed 0 --device "$FIXTURE_DEVICE" --attention fused \
+  --compact-graph --ip-adapter-random regular --ip-adapter-seed 30 --save-ip-adapter "$work/micro-regular-ip-adapter" \
+  --out fixtures/models/micro-sd-turbo-ipadapter --save-checkpoint "$work/micro-sd-turbo-ip-checkpoint"
+# A Plus projection (seed 40) with the regular adapter's to_k_ip/to_v_ip and image encoder: runs on the folder above.
+tool ip-adapter-image --arch micro-sd-turbo --ip-adapter-random plus --ip-adapter-seed 40 \
+  --ip-adapter-attention-from "$work/micro-regular-ip-adapter" --image-encoder "$work/micro-regular-ip-adapter/image_encoder" \
+  --device "$FIXTURE_DEVICE" --compact-graph --out fixtures/ip-adapters/micro-plus --save-ip-adapter "$work/micro-plus-ip-adapter"
+# The same UNet and adapter with ControlNet inputs (only its unet/ files are kept).
+tool convert "$work/micro-sd-turbo-ip-checkpoint" "$work/micro-sd-turbo-ip-controlnet" --arch micro-sd-turbo \
+  --device "$FIXTURE_DEVICE" --attention fused --compact-graph --controlnet-inputs --ip-adapter "$work/micro-regular-ip-adapter"
+mkdir -p fixtures/ip-adapters/micro-regular-controlnet-unet
+cp "$work/micro-sd-turbo-ip-controlnet/unet/"{model.onnx,ip_adapter.json,config.json} fixtures/ip-adapters/micro-regular-controlnet-unet/
+tool ip-adapter-goldens "$work/micro-sd-turbo-ip-checkpoint" fixtures/models/micro-sd-turbo-ipadapter \
+  --ip-adapter "$work/micro-regular-ip-adapter" --plus "$work/micro-plus-ip-adapter" fixtures/ip-adapters/micro-plus \
+  --controlnet-unet fixtures/ip-adapters/micro-regular-controlnet-unet \
+  --controlnet "$work/micro-canny-checkpoint" fixtures/controlnets/micro-canny \
+  --plain-model fixtures/models/micro-sd-turbo-controlnet \
+  --image fixtures/images/style.png --image fixtures/images/example.png --out fixtures/goldens/ip-adapter.json
+
 section "tokenizer ids"
 tool tokenizer-ids tiny-sd-turbo=fixtures/models/tiny-sd-turbo/tokenizer \
   tiny-sd15=fixtures/models/tiny-sd15-fp16/tokenizer fixtures/tokenizer/prompts.json \

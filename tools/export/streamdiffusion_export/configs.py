@@ -18,6 +18,11 @@ fixture budget next to the tiny text encoder and TAESD it shares with tiny-sd-tu
 Every architecture also names the ``conditioning_embedding_out_channels`` of its ControlNets
 (``controlnet --random-init``); the rest of a ControlNet config follows from the UNet config, as in
 diffusers' ``ControlNetModel.from_unet`` (:func:`controlnet_config`).
+
+And the sizes of its random IP-Adapters (``--ip-adapter-random``, :class:`IPAdapterSizes`): the
+full-size archs get the image encoder every h94/IP-Adapter SD 1.5 adapter uses (OpenCLIP ViT-H/14 as
+a transformers ``CLIPVisionModelWithProjection``) and a Resampler of IP-Adapter Plus' size; the
+tiny archs a 32-wide, 2-layer encoder on 32x32 images and an 8-wide Resampler (one head of 64).
 """
 
 from __future__ import annotations
@@ -186,6 +191,53 @@ TINY_TEXT_SD15: dict[str, Any] = {
 
 TINY_TEXT_SD_TURBO: dict[str, Any] = {**TINY_TEXT_SD15, "hidden_act": "gelu"}
 
+#: The IP-Adapter image encoder (h94/IP-Adapter ``models/image_encoder``): OpenCLIP ViT-H/14 as a
+#: transformers ``CLIPVisionConfig`` (224x224 images, 257 tokens of 1280, projection to 1024).
+VIT_H_IMAGE_ENCODER: dict[str, Any] = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "num_channels": 3,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+}
+
+#: A tiny image encoder for the tiny archs: 32x32 images, 8x8 patches (17 tokens of 32), 2 layers.
+TINY_IMAGE_ENCODER: dict[str, Any] = {
+    **VIT_H_IMAGE_ENCODER,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+    "projection_dim": 32,
+}
+
+
+@dataclass(frozen=True)
+class IPAdapterSizes:
+    """Sizes of the random IP-Adapters of an arch (``--ip-adapter-random``).
+
+    The cross-attention width and the per-layer widths of ``to_k_ip``/``to_v_ip`` follow from the
+    UNet; these are the rest. ``plus_hidden_dims`` is the Resampler's width (``latents`` [1, 16,
+    hidden]) and ``plus_heads`` its heads of 64 (diffusers' converter fixes ``dim_head`` = 64 and reads
+    the heads from ``to_q``: out features = 64 x heads).
+    """
+
+    image_encoder: dict[str, Any]
+    plus_hidden_dims: int
+    plus_heads: int
+
+
+#: IP-Adapter Plus SD 1.5 (h94/IP-Adapter ``ip-adapter-plus_sd15``): a Resampler 768 wide, 12 heads.
+FULL_IP_ADAPTER = IPAdapterSizes(image_encoder=VIT_H_IMAGE_ENCODER, plus_hidden_dims=768, plus_heads=12)
+TINY_IP_ADAPTER = IPAdapterSizes(image_encoder=TINY_IMAGE_ENCODER, plus_hidden_dims=8, plus_heads=1)
+
 #: Scheduler shipped with SD 1.5 checkpoints.
 SD15_SCHEDULER: dict[str, Any] = {
     "_class_name": "PNDMScheduler",
@@ -255,6 +307,8 @@ class ArchSpec:
     text_encoder_follows_tokenizer: bool
     #: ``conditioning_embedding_out_channels`` of this arch's ControlNets (``controlnet --random-init``).
     controlnet_embedding_channels: tuple[int, ...] = CONTROLNET_EMBEDDING_CHANNELS
+    #: Sizes of this arch's random IP-Adapters and their image encoder (``--ip-adapter-random``).
+    ip_adapter: IPAdapterSizes = FULL_IP_ADAPTER
     extra: dict[str, Any] = field(default_factory=dict)
 
     def vae_config(self, vae: str) -> dict[str, Any]:
@@ -295,6 +349,7 @@ ARCHS: dict[str, ArchSpec] = {
         pad_token="<|endoftext|>",
         text_encoder_follows_tokenizer=True,
         controlnet_embedding_channels=TINY_CONTROLNET_EMBEDDING_CHANNELS,
+        ip_adapter=TINY_IP_ADAPTER,
     ),
     "tiny-sd-turbo": ArchSpec(
         name="tiny-sd-turbo",
@@ -306,6 +361,7 @@ ARCHS: dict[str, ArchSpec] = {
         pad_token="!",
         text_encoder_follows_tokenizer=True,
         controlnet_embedding_channels=TINY_CONTROLNET_EMBEDDING_CHANNELS,
+        ip_adapter=TINY_IP_ADAPTER,
     ),
 }
 
@@ -317,6 +373,11 @@ ARCHS["micro-sd-turbo"] = dataclasses.replace(
     unet=MICRO_UNET_SD_TURBO,
     controlnet_embedding_channels=MICRO_CONTROLNET_EMBEDDING_CHANNELS,
 )
+
+
+def ip_adapter_sizes(arch_name: str | None) -> IPAdapterSizes:
+    """Random IP-Adapter sizes for an arch name; names outside ``ARCH_NAMES`` (detected ones) get full sizes."""
+    return ARCHS[arch_name].ip_adapter if arch_name in ARCHS else FULL_IP_ADAPTER
 
 
 def get_arch(name: str) -> ArchSpec:

@@ -47,6 +47,8 @@ class ControlNetExportOptions:
     exporter: str = "auto"
     attention: str = "plain"
     short_names: bool = False
+    #: Smallest graph bookkeeping (``export_onnx.compact_graph``), for fixtures.
+    compact_graph: bool = False
     #: How the weights came about, recorded in controlnet.json (no machine paths).
     source: dict[str, Any] = field(default_factory=dict)
 
@@ -107,7 +109,15 @@ def _info(
 ) -> dict[str, Any]:
     config = controlnet.config
     return {
-        **export_info(arch, options.dtype, options.shapes, [result], options.attention, options.short_names),
+        **export_info(
+            arch,
+            options.dtype,
+            options.shapes,
+            [result],
+            options.attention,
+            options.short_names,
+            options.compact_graph,
+        ),
         "conditioning_channels": int(config.conditioning_channels),
         "conditioning_channel_order": config.controlnet_conditioning_channel_order,
         "conditioning_embedding_out_channels": list(config.conditioning_embedding_out_channels),
@@ -142,6 +152,7 @@ def export_controlnet(controlnet: torch.nn.Module, options: ControlNetExportOpti
         shapes.static,
         options.short_names,
         device,
+        options.compact_graph,
     )
     _save_module_config(controlnet, out)
     write_json(out / CONTROLNET_INFO_FILE, _info(controlnet, options, arch, result))

@@ -9,6 +9,9 @@ folder        inputs                                  outputs
 unet          sample [batch,4,height,width],          out_sample [batch,4,height,width]
               timestep [batch] (model float dtype),
               encoder_hidden_states [batch,seq,D]
+              (+ with an IP-Adapter:
+              ip_adapter_scale [batch,L]; seq is
+              77 text + N image tokens)
               (+ with ControlNet inputs:
               down_block_residual_0..11,
               mid_block_residual)
@@ -21,6 +24,10 @@ text_encoder  input_ids [batch,77] int32              last_hidden_state [batch,7
 controlnet    sample, timestep, encoder_hidden_states down_block_residual_0..11,
               (as the UNet), controlnet_cond          mid_block_residual (conditioning scale 1;
               [batch,C,8h,8w] in [0,1]                the runtime scales)
+image_encoder pixel_values [batch,3,S,S] (CLIP-       image_embeds [batch,P],
+              normalised)                             penultimate_hidden_states [batch,T,H]
+image_        image_embeds [batch,P] (regular) or     image_tokens [batch,N,D] (N = 4 regular,
+projection    [batch,T,H] (Plus)                      16 Plus)
 ============  ======================================  ===========================================
 
 Residual dims: [batch, channels, height, width] at the latent size (``height``/``width``) or
@@ -33,6 +40,7 @@ file next to ``model.onnx``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import shutil
@@ -121,6 +129,70 @@ class UNetWithResidualsForExport(torch.nn.Module):
         )[0]
 
 
+class UNetWithIPAdapterForExport(torch.nn.Module):
+    """UNet2DConditionModel with IP-Adapter layers and the scales as an input after ``encoder_hidden_states``.
+
+    ``forward(sample, timestep, encoder_hidden_states, ip_adapter_scale, *residuals)``.
+
+    The UNet's IP layers are :class:`~.ip_adapter_attention.IPAdapterExportProcessor` s reading
+    ``ip_adapter_scale`` [batch, L] from ``scales``; ``encoder_hidden_states`` holds the 77 text tokens
+    followed by the image tokens. ControlNet residuals, when given, follow as in
+    :class:`UNetWithResidualsForExport`.
+    """
+
+    def __init__(self, unet: torch.nn.Module, scales: Any) -> None:
+        super().__init__()
+        self.unet = unet
+        self.scales = scales
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        ip_adapter_scale: torch.Tensor,
+        *residuals: torch.Tensor,
+    ) -> torch.Tensor:
+        """Returns the predicted noise (``out_sample``)."""
+        extra: dict[str, Any] = {}
+        if residuals:
+            extra = {
+                "down_block_additional_residuals": tuple(residuals[:-1]),
+                "mid_block_additional_residual": residuals[-1],
+            }
+        with self.scales.use(ip_adapter_scale):
+            return self.unet(sample, timestep, encoder_hidden_states, return_dict=False, **extra)[0]
+
+
+class ImageEncoderForExport(torch.nn.Module):
+    """CLIPVisionModelWithProjection returning ``(image_embeds, hidden_states[-2])``.
+
+    ``image_embeds`` feeds the regular IP-Adapter's projection, the penultimate hidden states
+    (what diffusers' ``encode_image`` takes with ``output_hidden_states=True``) a Plus adapter's.
+    """
+
+    def __init__(self, image_encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(image_embeds, penultimate_hidden_states)``."""
+        output = self.image_encoder(pixel_values=pixel_values, output_hidden_states=True)
+        return output.image_embeds, output.hidden_states[-2]
+
+
+class ImageProjectionForExport(torch.nn.Module):
+    """diffusers' IP-Adapter image projection (``ImageProjection`` or ``IPAdapterPlusImageProjection``)."""
+
+    def __init__(self, projection: torch.nn.Module) -> None:
+        super().__init__()
+        self.projection = projection
+
+    def forward(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Returns ``image_tokens`` [batch, N, D]."""
+        return self.projection(image_embeds)
+
+
 class ControlNetForExport(torch.nn.Module):
     """ControlNetModel returning its residuals as a flat tuple (the down-block ones, then mid).
 
@@ -205,6 +277,8 @@ class ExportShapes:
     width: int = 128
     vae_batch: int = 1
     text_batch: int = 1
+    #: Batch of the IP-Adapter image encoder and image projection.
+    image_batch: int = 1
 
     @property
     def latent_height(self) -> int:
@@ -218,7 +292,7 @@ class ExportShapes:
 
     def validate(self) -> None:
         """Raises ValueError when a size cannot be exported."""
-        for name in ("batch", "vae_batch", "text_batch"):
+        for name in ("batch", "vae_batch", "text_batch", "image_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("height", "width"):
@@ -254,15 +328,18 @@ class ExportResult:
     seconds: float
 
 
-def _attention_opsets(module: torch.nn.Module, attention: str, what: str) -> dict[str, int]:
-    """Applies ``--attention`` to ``module``; returns the custom opsets its graph will need."""
+def _attention_opsets(module: torch.nn.Module | None, attention: str, what: str) -> dict[str, int]:
+    """Applies ``--attention`` to ``module``; returns the custom opsets its graph will need.
+
+    ``module=None`` only checks ``attention`` (the caller installs the processors itself).
+    """
     from .fused_attention import ATTENTION_KINDS, MS_DOMAIN, MS_OPSET, use_fused_attention
 
     if attention not in ATTENTION_KINDS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
     if attention != "fused":
         return {}
-    if use_fused_attention(module) == 0:
+    if module is not None and use_fused_attention(module) == 0:
         raise ValueError(f"--attention fused: the {what} has no diffusers Attention modules to fuse")
     return {MS_DOMAIN: MS_OPSET}
 
@@ -300,11 +377,14 @@ def residual_axes(shape: tuple[int, ...], latent_height: int, latent_width: int)
     return axes
 
 
-def unet_residual_shapes(unet: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
+def unet_residual_shapes(
+    unet: torch.nn.Module, inputs: dict[str, torch.Tensor], **kwargs: Any
+) -> list[tuple[int, ...]]:
     """Shapes of the residuals a ControlNet adds to ``unet`` for these inputs: down-block skips, then mid.
 
     Read from one forward pass with hooks (the skips are ``conv_in``'s output and every down block's
-    ``res_samples``), so any block layout gets the right count and sizes.
+    ``res_samples``), so any block layout gets the right count and sizes. ``kwargs`` go to the UNet
+    call (e.g. ``added_cond_kwargs`` of a UNet holding an IP-Adapter).
     """
     down: list[tuple[int, ...]] = []
     mid: list[tuple[int, ...]] = []
@@ -314,7 +394,7 @@ def unet_residual_shapes(unet: torch.nn.Module, inputs: dict[str, torch.Tensor])
     hooks.append(unet.mid_block.register_forward_hook(lambda _m, _i, output: mid.append(tuple(output.shape))))
     try:
         with torch.no_grad():
-            unet(*inputs.values(), return_dict=False)
+            unet(*inputs.values(), return_dict=False, **kwargs)
     finally:
         for hook in hooks:
             hook.remove()
@@ -330,24 +410,46 @@ def unet_spec(
     device: torch.device,
     attention: str = "plain",
     controlnet_inputs: bool = False,
+    ip_adapter_tokens: int | None = None,
 ) -> ExportSpec:
     """Export spec of the UNet (``unet/``).
 
     ``attention="fused"`` gives it MultiHeadAttention nodes; ``controlnet_inputs`` adds the inputs
     ``down_block_residual_0`` ... and ``mid_block_residual`` (model dtype, dynamic like ``sample``).
+    ``ip_adapter_tokens`` (the adapter's N) exports a UNet holding diffusers' IP-Adapter processors
+    with the input ``ip_adapter_scale`` [batch, L] after ``encoder_hidden_states``, which is traced
+    with 77 + N tokens (the token axis stays dynamic); the UNet's image projection is detached.
     """
-    custom_opsets = _attention_opsets(unet, attention, "UNet")
     inputs = _denoiser_inputs(unet.config, shapes, dtype, device)
     dynamic_axes = {**_DENOISER_AXES, "out_sample": {0: "batch", 2: "height", 3: "width"}}
-    module: torch.nn.Module = UNetForExport(unet)
+    module: torch.nn.Module = UNetWithResidualsForExport(unet) if controlnet_inputs else UNetForExport(unet)
+    scales_in_use: Any = contextlib.nullcontext()
+    if ip_adapter_tokens:
+        from .ip_adapter import SCALE_INPUT
+        from .ip_adapter_attention import use_ip_adapter_export_processors
+
+        custom_opsets = _attention_opsets(None, attention, "UNet")
+        scales, layers = use_ip_adapter_export_processors(unet, attention)
+        generator = torch.Generator().manual_seed(6)
+        width = unet.config.cross_attention_dim
+        image_tokens = torch.randn(shapes.batch, ip_adapter_tokens, width, generator=generator)
+        text = inputs["encoder_hidden_states"]
+        inputs["encoder_hidden_states"] = torch.cat([text, image_tokens.to(device=device, dtype=dtype)], dim=1)
+        inputs[SCALE_INPUT] = torch.rand(shapes.batch, len(layers), generator=generator).to(device=device, dtype=dtype)
+        dynamic_axes[SCALE_INPUT] = {0: "batch"}
+        module = UNetWithIPAdapterForExport(unet, scales)
+        scales_in_use = scales.use(inputs[SCALE_INPUT])
+    else:
+        custom_opsets = _attention_opsets(unet, attention, "UNet")
     if controlnet_inputs:
-        residual_shapes = unet_residual_shapes(unet, inputs)
+        base = {name: inputs[name] for name in ("sample", "timestep", "encoder_hidden_states")}
+        with scales_in_use:
+            residual_shapes = unet_residual_shapes(unet, base)
         generator = torch.Generator().manual_seed(4)
         for name, shape in zip(residual_names(len(residual_shapes) - 1), residual_shapes):
             # Small values: the traced graph does not depend on them, but NaN-free outputs prove the wiring.
             inputs[name] = (torch.randn(*shape, generator=generator) * 0.1).to(device=device, dtype=dtype)
             dynamic_axes[name] = residual_axes(shape, shapes.latent_height, shapes.latent_width)
-        module = UNetWithResidualsForExport(unet)
     return ExportSpec(
         name="unet",
         module=module,
@@ -386,6 +488,51 @@ def controlnet_spec(
         output_names=output_names,
         dynamic_axes=dynamic_axes,
         custom_opsets=custom_opsets,
+    )
+
+
+def image_encoder_spec(
+    image_encoder: torch.nn.Module, shapes: ExportShapes, dtype: torch.dtype, device: torch.device
+) -> ExportSpec:
+    """Export spec of the IP-Adapter image encoder (``image_encoder/``): pixel_values to embeds and hidden states."""
+    config = image_encoder.config
+    size = int(config.image_size)
+    generator = torch.Generator().manual_seed(7)
+    pixels = torch.randn(shapes.image_batch, int(config.num_channels), size, size, generator=generator)
+    return ExportSpec(
+        name="image_encoder",
+        module=ImageEncoderForExport(image_encoder),
+        inputs={"pixel_values": pixels.to(device=device, dtype=dtype)},
+        output_names=["image_embeds", "penultimate_hidden_states"],
+        dynamic_axes={
+            "pixel_values": {0: "batch"},
+            "image_embeds": {0: "batch"},
+            "penultimate_hidden_states": {0: "batch"},
+        },
+    )
+
+
+def image_projection_spec(
+    projection: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    shapes: ExportShapes,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> ExportSpec:
+    """Export spec of an IP-Adapter image projection (``image_projection/``).
+
+    ``input_shape`` is one image's input without the batch: [P] (regular: ``image_embeds``) or
+    [T, H] (Plus: the image encoder's penultimate hidden states). Plain attention (the Resampler's
+    16 queries are cheap).
+    """
+    generator = torch.Generator().manual_seed(8)
+    embeds = torch.randn(shapes.image_batch, *input_shape, generator=generator)
+    return ExportSpec(
+        name="image_projection",
+        module=ImageProjectionForExport(projection),
+        inputs={"image_embeds": embeds.to(device=device, dtype=dtype)},
+        output_names=["image_tokens"],
+        dynamic_axes={"image_embeds": {0: "batch"}, "image_tokens": {0: "batch"}},
     )
 
 
@@ -571,17 +718,56 @@ def compact_names(model: Any) -> None:
         value.name = renamed.get(value.name, value.name)
 
 
+def compact_graph(model: Any) -> None:
+    """Shrinks a graph's bookkeeping for fixtures: call after :func:`compact_names`; the computation is unchanged.
+
+    Weights get short names (``w0``, ``w1``, ...), nodes lose their names, ``Identity`` nodes that only
+    forward a weight are dropped (their consumers read the weight), and the exporter's ``value_info``
+    shape annotations go. Graph inputs and outputs keep their names. About 70 KB of a 390 KB micro
+    UNet. Graphs with subgraphs are left as they are.
+    """
+    graph = model.graph
+    if any(attribute.g.node or attribute.graphs for node in graph.node for attribute in node.attribute):
+        return
+    kept = {value.name for value in graph.input} | {value.name for value in graph.output}
+    weights = {tensor.name for tensor in graph.initializer}
+    forwarded: dict[str, str] = {}
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights and node.output[0] not in kept:
+            forwarded[node.output[0]] = node.input[0]
+        else:
+            nodes.append(node)
+    renamed = {name: f"w{index}" for index, name in enumerate(t.name for t in graph.initializer) if name not in kept}
+    for tensor in graph.initializer:
+        tensor.name = renamed.get(tensor.name, tensor.name)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for node in graph.node:
+        node.name = ""
+        node.doc_string = ""
+        inputs = [forwarded.get(name, name) for name in node.input]
+        node.input[:] = [renamed.get(name, name) for name in inputs]
+    del graph.value_info[:]
+
+
 def external_data_threshold() -> int:
     """Weight bytes above which external data is used (env STREAMDIFFUSION_EXTERNAL_DATA_THRESHOLD, for tests)."""
     return int(os.environ.get("STREAMDIFFUSION_EXTERNAL_DATA_THRESHOLD", EXTERNAL_DATA_THRESHOLD))
 
 
 def export_submodel(
-    spec: ExportSpec, out_dir: Path, static: bool, exporter: str = "auto", short_names: bool = False
+    spec: ExportSpec,
+    out_dir: Path,
+    static: bool,
+    exporter: str = "auto",
+    short_names: bool = False,
+    compact: bool = False,
 ) -> ExportResult:
     """Exports one sub-model to ``out_dir/model.onnx`` (+ ``model.onnx_data`` when over 2 GB).
 
-    ``short_names`` renames nodes and intermediate tensors (:func:`compact_names`).
+    ``short_names`` renames nodes and intermediate tensors (:func:`compact_names`); ``compact`` also
+    does that and then :func:`compact_graph`.
     """
     import onnx
 
@@ -598,8 +784,10 @@ def export_submodel(
             used = _run_torch_export(spec, scratch_path, static, exporter)
         model = onnx.load(str(scratch_path), load_external_data=True)
         _pin_shapes(model, spec, dict(zip(spec.output_names, output_shapes)), static)
-        if short_names:
+        if short_names or compact:
             compact_names(model)
+        if compact:
+            compact_graph(model)
         external = _weight_bytes(model) > external_data_threshold()
         target = out_dir / "model.onnx"
         if external:
