@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   ConfigError,
+  configJsonSchema,
   createRuntime,
   createStreamDiffusion,
   InvalidArgumentError,
@@ -244,6 +245,10 @@ describe('the IP-Adapter in the pipeline (micro model, CPU)', () => {
       expect(error).toBeInstanceOf(ConfigError);
       expect(error).toMatchObject({ line: 3, key: 'ipadapters.0.ipadapter_model_path' });
       expect((error as Error).message).toMatch(/export it into the model folder first/);
+
+      // Editors get the field's JSON Schema (style images as paths there: pixels exist only in code).
+      const schema = configJsonSchema({ wrapperParameters: ipAdapterConfigFields }) as { properties: Record<string, { maxItems?: number; items?: { properties: Record<string, { enum?: string[]; type?: string }> } }> };
+      expect(schema.properties.ipadapters).toMatchObject({ maxItems: 1, items: { properties: { style_image: { type: 'string' }, weight_type: { enum: expect.arrayContaining(['style transfer', 'composition']) } } } });
 
       const off = await write('off.yaml', [`model_id: ${MICRO_IP_MODEL}`, 'use_ipadapter: false', 'ipadapters:', `  - ipadapter_model_path: ${MICRO_IP_MODEL}`]);
       const switched = await loadConfig(off, { wrapperParameters: ipAdapterConfigFields });
