@@ -10,6 +10,7 @@ import {
   hostTensor,
   InvalidArgumentError,
   ModelFolderError,
+  UNET_INPUTS,
   type PreparedWrapperUpdateV1,
   type UNetWrapperV1,
   type WrapperPipelineV1,
@@ -96,7 +97,7 @@ export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdap
     specVersion: 1,
     name: 'ip-adapter',
     parameters: { ipadapters: ipAdaptersField([first]) },
-    unetInputs: ['ip_adapter_scale'],
+    unetInputs: [UNET_INPUTS.ipAdapterScale],
     extraTokens: tokenCount,
     frameImages: [],
     models: () => [
@@ -109,7 +110,10 @@ export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdap
     async attach(given) {
       const description = await readUnetIpAdapter(given.model.folder.root);
       const unetPath = given.model.folder.models.unet;
-      const scaleInput = given.model.sessions.signatures.unet.inputs.find((input) => input.name === description.scale_input);
+      if (description.scale_input !== UNET_INPUTS.ipAdapterScale) {
+        throw new ModelFolderError({ problem: 'bad-config', path: unetPath, message: `unet/ip_adapter.json names the scale input ${description.scale_input}; the runtime feeds ${UNET_INPUTS.ipAdapterScale}` });
+      }
+      const scaleInput = given.model.sessions.signatures.unet.inputs.find((input) => input.name === UNET_INPUTS.ipAdapterScale);
       const layerCount = scaleInput?.shape[1];
       if (scaleInput === undefined || scaleInput.shape.length !== 2 || (typeof layerCount === 'number' && layerCount !== description.layers.length)) {
         throw new ModelFolderError({
@@ -182,7 +186,7 @@ export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdap
           for (let layer = 0; layer < layerCount; layer += 1) scale[entry * layerCount + layer] = current.layers[layer]! * factor;
         }
       }
-      return { inputs: { [description.scale_input]: hostTensor(scale, [call.batch, layerCount]) }, tokens };
+      return { inputs: { [UNET_INPUTS.ipAdapterScale]: hostTensor(scale, [call.batch, layerCount]) }, tokens };
     },
 
     async dispose() {
