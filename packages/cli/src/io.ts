@@ -1,0 +1,38 @@
+/** Where the command writes, its exit codes, and the error that carries one. */
+
+/** The streams a command writes to (process.stdout/stderr in the binary; buffers in tests). */
+export interface Io {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** Width to wrap help at (default: commander's, the terminal's width or 80). */
+  readonly columns?: number;
+}
+
+/** Exit codes, for scripts: stable across versions. */
+export const EXIT_CODES = Object.freeze({
+  /** Done. */
+  ok: 0,
+  /** Something failed while running (a model run, a file write). */
+  failed: 1,
+  /** The command line is wrong: unknown command or flag, a flag value of the wrong kind. */
+  usage: 2,
+  /** The input is wrong: a parameter out of range, a bad config file, model folder or image. */
+  invalid: 3,
+});
+
+/** An error the command reports with its own exit code. */
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+/** Writes a result: one JSON document with `--json`, else the text lines. */
+export function report(io: Io, json: boolean, result: Record<string, unknown>, lines: readonly string[]): void {
+  if (json) io.stdout(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
+  else for (const line of lines) io.stdout(`${line}\n`);
+}

@@ -1,0 +1,110 @@
+/**
+ * From flags and an optional config file to a pipeline: the config file first, the flags over it,
+ * validated by the config schema (so `--t-index-list 99` fails as `t_index_list: 99` in a file
+ * would, naming the flag), the model and the wrappers a config asks for loaded.
+ */
+import { resolve } from 'node:path';
+import {
+  configToStreamDiffusionOptions,
+  createRuntime,
+  createStreamDiffusion,
+  loadConfig,
+  loadModel,
+  streamDiffusionConfigSchema,
+  streamParametersShape,
+  type AnyUNetWrapperV1,
+  type DeviceRequest,
+  type LoadedConfig,
+  type Runtime,
+  type StreamDiffusion,
+  type StreamDiffusionConfig,
+} from '@streamdiffusion/core';
+import { controlNetConfigFields, controlNetFromConfig, createControlNet } from '@streamdiffusion/controlnet';
+import { ipAdapterConfigFields, ipAdapterFromConfig } from '@streamdiffusion/ip-adapter';
+import { Option, type Command } from 'commander';
+import { commanderOptions, flagValues, kebab, schemaFlags, type SchemaFlag } from './flags.js';
+import { CliError, EXIT_CODES } from './io.js';
+
+/** The wrappers' config fields a config file may hold (ControlNets and an IP-Adapter). */
+export const WRAPPER_CONFIG_FIELDS = Object.freeze({ ...controlNetConfigFields, ...ipAdapterConfigFields });
+
+/** The pipeline parameter flags (every key of the parameter schema). */
+export const PARAMETER_FLAGS: readonly SchemaFlag[] = schemaFlags(streamParametersShape);
+
+/** Adds the model, device, config and parameter flags to a command. */
+export function withPipelineFlags(command: Command): Command {
+  command
+    .option('--model <folder>', 'model folder (made by tools/export), or a name in --models-dir; overrides the config file’s model_id')
+    .option('--config <file>', 'a config file (YAML or JSON, the Python forks’ format) read first; flags override it')
+    .option('--models-dir <folder>', 'folder of named models, for model_id, ControlNets and IP-Adapters that are not paths')
+    .addOption(new Option('--device <device>', 'where models run').choices(['auto', 'cpu', 'webgpu', 'cuda', 'tensorrt']).default('auto'));
+  for (const option of commanderOptions(PARAMETER_FLAGS)) command.addOption(option);
+  return command;
+}
+
+/** A loaded pipeline and what to release after. */
+export interface OpenPipeline {
+  readonly stream: StreamDiffusion;
+  readonly config: StreamDiffusionConfig;
+  readonly runtime: Runtime;
+  close(): Promise<void>;
+}
+
+/** The flag that sets a config key (`t_index_list.1` → `--t-index-list`), for messages. */
+function flagOf(path: readonly PropertyKey[]): string {
+  const key = String(path[0] ?? '');
+  return PARAMETER_FLAGS.some((flag) => flag.key === key) ? `--${kebab(key)}` : key === 'model_id' ? '--model' : key;
+}
+
+/** The config the flags and the config file make together, validated. */
+export async function resolveConfig(options: Readonly<Record<string, unknown>>): Promise<{ readonly config: StreamDiffusionConfig; readonly loaded?: LoadedConfig }> {
+  const flags = flagValues(PARAMETER_FLAGS, options);
+  const modelsDir = typeof options.modelsDir === 'string' ? resolve(options.modelsDir) : undefined;
+  let loaded: LoadedConfig | undefined;
+  let base: Record<string, unknown> = {};
+  if (typeof options.config === 'string') {
+    loaded = await loadConfig(resolve(options.config), { wrapperParameters: WRAPPER_CONFIG_FIELDS, ...(modelsDir === undefined ? {} : { modelsDir }) });
+    base = { ...loaded.config, model_id: loaded.modelFolder };
+  }
+  const model = typeof options.model === 'string' ? resolve(options.model) : base.model_id;
+  if (model === undefined) throw new CliError('no model: give --model <folder> or --config <file> with a model_id', EXIT_CODES.usage);
+  const parsed = streamDiffusionConfigSchema.safeParse({ ...base, ...flags, model_id: model });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new CliError(`${flagOf(issue.path)}: ${issue.message}${issue.path.length > 1 ? ` (at ${issue.path.map(String).join('.')})` : ''}`, EXIT_CODES.invalid);
+  }
+  return loaded === undefined ? { config: parsed.data } : { config: parsed.data, loaded };
+}
+
+/** Loads the model and builds the pipeline (with the config's ControlNets and IP-Adapter). */
+export async function openPipeline(options: Readonly<Record<string, unknown>>): Promise<OpenPipeline> {
+  const { config, loaded } = await resolveConfig(options);
+  const modelsDir = typeof options.modelsDir === 'string' ? resolve(options.modelsDir) : undefined;
+  const runtime = await createRuntime({ device: (options.device ?? 'auto') as DeviceRequest });
+  try {
+    const model = await loadModel({ runtime, folder: config.model_id });
+    const wrappers: AnyUNetWrapperV1[] = [];
+    if (loaded === undefined && model.capabilities.controlNet !== null) wrappers.push(createControlNet());
+    if (loaded !== undefined) {
+      const where = modelsDir === undefined ? {} : { modelsDir };
+      if (((loaded.config.controlnets as unknown[] | undefined) ?? []).length > 0 || model.capabilities.controlNet !== null) wrappers.push(await controlNetFromConfig(loaded, where));
+      const ipAdapter = await ipAdapterFromConfig(loaded, where);
+      if (ipAdapter !== undefined) wrappers.push(ipAdapter);
+    }
+    // The wrappers come from the config, so their parameter types are not known here.
+    const stream = (await createStreamDiffusion({ model, wrappers, ...configToStreamDiffusionOptions(config) })) as unknown as StreamDiffusion;
+    return {
+      stream,
+      config,
+      runtime,
+      close: async () => {
+        await stream.dispose();
+        await model.dispose();
+        await runtime.dispose();
+      },
+    };
+  } catch (error) {
+    await runtime.dispose();
+    throw error;
+  }
+}
