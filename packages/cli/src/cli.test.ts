@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +32,7 @@ describe('the streamdiffusion command', () => {
   });
 
   describe('--help', () => {
-    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate']]) {
+    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['export']]) {
       it(`prints the help of ${['streamdiffusion', ...command].join(' ')} (flags generated from the parameter schema)`, async () => {
         const { code, stdout } = await cli(...command, '--help');
         expect(code).toBe(EXIT_CODES.ok);
@@ -107,5 +107,59 @@ describe('the streamdiffusion command', () => {
     const invalid = await cli('config', 'validate', bad);
     expect(invalid.code).toBe(EXIT_CODES.invalid);
     expect(invalid.stderr).toMatch(new RegExp(`${bad.replaceAll('/', '\\/')}:3: t_index_list\\.1:`));
+  });
+
+  it('models list reads every folder of the models folder (no model loaded), marking the ones that are not model folders', async () => {
+    const models = fromRoot('fixtures/models');
+    const listed = JSON.parse((await cli('models', 'list', '--models-dir', models, '--json')).stdout) as { models: { name: string; valid: boolean; arch?: string; dtype?: string; ipAdapter?: string; controlNetInputs?: boolean }[] };
+    expect(listed.models.map((model) => [model.name, model.valid, model.arch, model.dtype])).toEqual([
+      ['micro-sd-turbo-controlnet', true, 'micro-sd-turbo', 'fp32'],
+      ['micro-sd-turbo-ipadapter', true, 'micro-sd-turbo', 'fp32'],
+      ['tiny-sd-turbo', true, 'tiny-sd-turbo', 'fp32'],
+      ['tiny-sd15-fp16', true, 'tiny-sd15', 'fp16'],
+    ]);
+    expect(listed.models[0]).toMatchObject({ controlNetInputs: true });
+    expect(listed.models[1]).toMatchObject({ ipAdapter: 'regular' });
+
+    const own = join(directory, 'models');
+    await mkdir(join(own, 'half-copied'), { recursive: true });
+    const text = await cli('models', 'list', '--models-dir', own);
+    expect(text.code).toBe(EXIT_CODES.ok);
+    expect(text.stdout).toMatch(/half-copied {2}not a model folder: .*model_index\.json/);
+    expect(text.stdout).toContain(`0 model folder(s) in ${own}`);
+    expect((await cli('models', 'list', '--models-dir', join(directory, 'nowhere'))).code).toBe(EXIT_CODES.invalid);
+  });
+
+  it('models verify loads a folder (by path or by name) and reports what its UNet takes; a broken one exits 3', async () => {
+    const verified = await cli('models', 'verify', 'micro-sd-turbo-ipadapter', '--models-dir', fromRoot('fixtures/models'), '--device', 'cpu', '--json');
+    expect(verified.code).toBe(EXIT_CODES.ok);
+    expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, device: 'cpu', capabilities: { textEmbeddingWidth: 32, controlNet: null, ipAdapter: { scaleInput: 'ip_adapter_scale', layers: 16 } } });
+    const broken = await cli('models', 'verify', join(directory, 'models', 'half-copied'), '--device', 'cpu');
+    expect(broken.code).toBe(EXIT_CODES.invalid);
+    expect(broken.stderr).toMatch(/model_index\.json/);
+  });
+
+  it('export runs the Python export tool with its arguments, and says what is missing when Python cannot run it', async () => {
+    const fake = async (name: string, script: string): Promise<string> => {
+      const path = join(directory, name);
+      await writeFile(path, `#!/bin/sh\n${script}\n`);
+      await chmod(path, 0o755);
+      return path;
+    };
+    const noTorch = await fake('python-without-torch', `echo "ModuleNotFoundError: No module named 'torch'" >&2; exit 1`);
+    const missing = await cli('export', '--python', noTorch, '--', 'convert', 'a', 'b');
+    expect(missing.code).toBe(EXIT_CODES.invalid);
+    expect(missing.stderr).toMatch(/the Python module "torch" is missing.*tools\/export\/README\.md/);
+    const absent = await cli('export', '--python', join(directory, 'no-python'), '--', 'versions');
+    expect(absent).toMatchObject({ code: EXIT_CODES.invalid, stderr: expect.stringMatching(/was not found.*give --python/) });
+
+    // A Python that passes the check and echoes how the tool was started.
+    const echo = await fake('python-echo', 'if [ "$1" = "-c" ]; then echo 2.11; exit 0; fi; echo "args: $*"; echo "PYTHONPATH: $PYTHONPATH"; [ "$5" = "fail" ] && exit 5; exit 0');
+    const ran = await cli('export', '--python', echo, '--', 'convert', 'ckpt', 'out', '--dtype', 'fp16');
+    expect(ran.code).toBe(EXIT_CODES.ok);
+    expect(ran.stdout).toContain('args: -m streamdiffusion_export convert ckpt out --dtype fp16');
+    expect(ran.stdout).toContain(`PYTHONPATH: ${fromRoot('tools/export')}`);
+    const failed = await cli('export', '--python', echo, '--', 'convert', 'ckpt', 'fail');
+    expect(failed).toMatchObject({ code: EXIT_CODES.failed, stderr: expect.stringMatching(/exited with code 5/) });
   });
 });

@@ -5,7 +5,9 @@
 import { Command, CommanderError } from 'commander';
 import { StreamDiffusionError } from '@streamdiffusion/core';
 import { configCommand } from './commands/config-validate.js';
+import { exportCommand } from './commands/export.js';
 import { img2imgCommand, txt2imgCommand } from './commands/generate.js';
+import { modelsCommand } from './commands/models.js';
 import { FlagValueError } from './flags.js';
 import { CliError, EXIT_CODES, type Io } from './io.js';
 
@@ -22,7 +24,9 @@ export function createProgram(io: Io): Command {
     .showHelpAfterError('(add --help for usage)')
     .addCommand(img2imgCommand(io))
     .addCommand(txt2imgCommand(io))
-    .addCommand(configCommand(io));
+    .addCommand(configCommand(io))
+    .addCommand(modelsCommand(io))
+    .addCommand(exportCommand(io));
   // Every command reports through io and throws instead of exiting, so run() decides the exit code.
   const all = (command: Command): Command[] => [command, ...command.commands.flatMap(all)];
   for (const command of all(program)) command.exitOverride().configureOutput(output);
