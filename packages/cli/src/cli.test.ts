@@ -32,7 +32,7 @@ describe('the streamdiffusion command', () => {
   });
 
   describe('--help', () => {
-    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['export']]) {
+    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['export'], ['bench']]) {
       it(`prints the help of ${['streamdiffusion', ...command].join(' ')} (flags generated from the parameter schema)`, async () => {
         const { code, stdout } = await cli(...command, '--help');
         expect(code).toBe(EXIT_CODES.ok);
@@ -161,5 +161,15 @@ describe('the streamdiffusion command', () => {
     expect(ran.stdout).toContain(`PYTHONPATH: ${fromRoot('tools/export')}`);
     const failed = await cli('export', '--python', echo, '--', 'convert', 'ckpt', 'fail');
     expect(failed).toMatchObject({ code: EXIT_CODES.failed, stderr: expect.stringMatching(/exited with code 5/) });
+  });
+
+  it('bench measures the pipeline the flags describe and prints its numbers (JSON for scripts)', async () => {
+    const { code, stdout } = await cli('bench', ...small, '--t-index-list', '20,40', '--frames', '3', '--warmup', '1', '--json');
+    expect(code).toBe(EXIT_CODES.ok);
+    const result = JSON.parse(stdout) as { settings: { width: number; tIndexList: number[]; frames: number }; fps: number; models: Record<string, unknown>; stagesMs: Record<string, number> };
+    expect(result.settings).toMatchObject({ width: 64, tIndexList: [20, 40], frames: 3 });
+    expect(result.fps).toBeGreaterThan(0);
+    expect(Object.keys(result.models)).toEqual(expect.arrayContaining(['unet', 'vae_encoder', 'vae_decoder']));
+    expect((await cli('bench', ...small, '--frames', 'many')).code).toBe(EXIT_CODES.usage);
   });
 });

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { StreamDiffusionError } from '@streamdiffusion/core';
+import { benchCommand } from './commands/bench.js';
 import { configCommand } from './commands/config-validate.js';
 import { exportCommand } from './commands/export.js';
 import { img2imgCommand, txt2imgCommand } from './commands/generate.js';
@@ -26,7 +27,8 @@ export function createProgram(io: Io): Command {
     .addCommand(txt2imgCommand(io))
     .addCommand(configCommand(io))
     .addCommand(modelsCommand(io))
-    .addCommand(exportCommand(io));
+    .addCommand(exportCommand(io))
+    .addCommand(benchCommand(io));
   // Every command reports through io and throws instead of exiting, so run() decides the exit code.
   const all = (command: Command): Command[] => [command, ...command.commands.flatMap(all)];
   for (const command of all(program)) command.exitOverride().configureOutput(output);

@@ -13,9 +13,7 @@
  */
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { createRuntime, createStreamDiffusion, loadModel, type CfgType, type DeviceRequest, type FrameTimings, type RgbImage } from '../src/index.js';
-
-const STAGES = ['preprocess', 'encode', 'unet', 'scheduler', 'decode', 'postprocess'] as const;
+import { createRuntime, createStreamDiffusion, FRAME_STAGES, loadModel, measureStream, movingPattern, type CfgType, type DeviceRequest } from '../src/index.js';
 
 const { values } = parseArgs({
   options: {
@@ -68,25 +66,6 @@ if (layout !== undefined && layout !== 'NHWC' && layout !== 'NCHW') {
   process.exit(2);
 }
 
-/** A moving colour pattern, one RGB frame per call index. */
-function pattern(index: number): RgbImage {
-  const data = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y += 1) {
-    for (let x = 0; x < width; x += 1) {
-      const offset = (y * width + x) * 3;
-      data[offset] = (x + index * 3) & 255;
-      data[offset + 1] = (y + index * 5) & 255;
-      data[offset + 2] = ((x ^ y) + index * 7) & 255;
-    }
-  }
-  return { data, width, height, channels: 3 };
-}
-
-function percentile(sorted: readonly number[], fraction: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))]!;
-}
-
 const loadStarted = performance.now();
 const runtime = await createRuntime({
   device: values.device as DeviceRequest,
@@ -112,39 +91,9 @@ try {
     useDenoisingBatch: !values.sequential,
   });
   const loadMs = performance.now() - loadStarted;
-  const inputs = Array.from({ length: 8 }, (_, index) => Array.from({ length: frameBufferSize }, (_, frame) => pattern(index * frameBufferSize + frame)));
+  const inputs = Array.from({ length: 8 }, (_, index) => Array.from({ length: frameBufferSize }, (_, frame) => movingPattern(index * frameBufferSize + frame, width, height)));
   const call = (index: number) => (mode === 'img2img' ? stream.img2img(inputs[index % inputs.length]!) : stream.txt2img());
-
-  const warmStarted = performance.now();
-  let firstCallMs = Number.NaN;
-  for (let index = 0; index < warmup; index += 1) {
-    const started = performance.now();
-    await call(index);
-    if (index === 0) firstCallMs = performance.now() - started;
-  }
-  const warmupMs = performance.now() - warmStarted;
-
-  const before = await runtime.stats();
-  const latencies: number[] = [];
-  const sums: Record<(typeof STAGES)[number], number> = { preprocess: 0, encode: 0, unet: 0, scheduler: 0, decode: 0, postprocess: 0 };
-  const started = performance.now();
-  for (let index = 0; index < frames; index += 1) {
-    const { timings } = await call(index);
-    latencies.push(timings.total);
-    for (const stage of STAGES) sums[stage] += timings[stage as keyof FrameTimings];
-  }
-  const elapsedMs = performance.now() - started;
-  const after = await runtime.stats();
-
-  const models = Object.fromEntries(
-    Object.entries(after.runs).filter(([name, total]) => total.count > (before.runs[name]?.count ?? 0)).map(([name, total]) => {
-      const earlier = before.runs[name] ?? { count: 0, ms: 0 };
-      return [name, { runsPerCall: (total.count - earlier.count) / Math.max(1, frames), msPerCall: (total.ms - earlier.ms) / Math.max(1, frames) }];
-    }),
-  );
-  const modelMsPerCall = Object.values(models).reduce((sum, entry) => sum + entry.msPerCall, 0);
-  const sorted = [...latencies].sort((a, b) => a - b);
-  const msPerCall = elapsedMs / Math.max(1, frames);
+  const measured = await measureStream({ runtime, call, frames, warmup, framesPerCall: frameBufferSize });
   const result = {
     model: values.model,
     device: runtime.device,
@@ -162,16 +111,8 @@ try {
       frames,
       warmup,
     },
-    fps: (frames * frameBufferSize) / (elapsedMs / 1000),
-    callsPerSecond: frames / (elapsedMs / 1000),
-    latencyMs: { mean: msPerCall, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), min: sorted[0] ?? Number.NaN, max: sorted.at(-1) ?? Number.NaN },
-    stagesMs: Object.fromEntries(STAGES.map((stage) => [stage, sums[stage] / Math.max(1, frames)])),
-    models,
-    modelMsPerCall,
-    outsideModelRunsShare: msPerCall > 0 ? Math.max(0, 1 - modelMsPerCall / msPerCall) : Number.NaN,
+    ...measured,
     loadMs,
-    firstCallMs,
-    warmupMs,
     peakRssMb: process.resourceUsage().maxRSS / 1024,
   };
   if (values.json) {
@@ -185,10 +126,10 @@ try {
     );
     console.log(`fps      ${result.fps.toFixed(2)} frames/s (${result.callsPerSecond.toFixed(2)} calls/s)`);
     console.log(`latency  p50 ${ms(result.latencyMs.p50)}, p99 ${ms(result.latencyMs.p99)}, mean ${ms(result.latencyMs.mean)}`);
-    console.log(`stages   ${STAGES.map((stage) => `${stage} ${ms(result.stagesMs[stage]!)}`).join(', ')}`);
-    console.log(`models   ${Object.entries(models).map(([name, entry]) => `${name} ${ms(entry.msPerCall)} (${entry.runsPerCall} runs)`).join(', ')} per call, inside the worker`);
+    console.log(`stages   ${FRAME_STAGES.map((stage) => `${stage} ${ms(result.stagesMs[stage])}`).join(', ')}`);
+    console.log(`models   ${Object.entries(result.models).map(([name, entry]) => `${name} ${ms(entry.msPerCall)} (${entry.runsPerCall} runs)`).join(', ')} per call, inside the worker`);
     console.log(`outside  ${(result.outsideModelRunsShare * 100).toFixed(1)}% of call time is outside model runs`);
-    console.log(`startup  load ${ms(loadMs)}, first call ${ms(firstCallMs)}, warm-up ${ms(warmupMs)}`);
+    console.log(`startup  load ${ms(loadMs)}, first call ${ms(result.firstCallMs)}, warm-up ${ms(result.warmupMs)}`);
     console.log(`memory   peak RSS ${result.peakRssMb.toFixed(0)} MB`);
   }
   await stream.dispose();

@@ -73,6 +73,7 @@ export {
   type FrameStreamStats,
   type FrameTiming,
 } from './stream/frame-stream.js';
+export { FRAME_STAGES, measureStream, movingPattern, type StreamMeasurement } from './stream/measure-stream.js';
 export { createTorchGenerator, type TorchGenerator } from './noise/torch-generator.js';
 export { torchRandn } from './noise/torch-randn.js';
 export {
