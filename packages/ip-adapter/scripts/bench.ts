@@ -13,7 +13,7 @@
  * projection run then; frames never wait for them) and the frame rate meanwhile.
  */
 import { parseArgs } from 'node:util';
-import { createRuntime, createStreamDiffusion, loadModel, type AnyUNetWrapperV1, type DeviceRequest, type LoadedModel, type RgbImage } from '@streamdiffusion/core';
+import { createRuntime, createStreamDiffusion, loadModel, measureStream, movingPattern, type AnyUNetWrapperV1, type DeviceRequest, type LoadedModel } from '@streamdiffusion/core';
 import { createIpAdapter, type IpAdapterEntryInput } from '../src/index.js';
 import { MICRO_IP_MODEL } from '../test-support/fixtures.js';
 
@@ -49,22 +49,9 @@ const tIndexList = values.steps.split(',').map((step) => integer('steps', step.t
 const width = values.size === undefined ? (values.model === MICRO_IP_MODEL ? 64 : 512) : integer('size', values.size);
 const height = width;
 
-/** A moving colour pattern, one RGB frame per index (also the style images, at another size). */
-const pattern = (index: number, side = width): RgbImage => {
-  const data = new Uint8Array(side * side * 3);
-  for (let y = 0; y < side; y += 1) {
-    for (let x = 0; x < side; x += 1) {
-      const offset = (y * side + x) * 3;
-      const inside = (((x + index * 6) >> 5) + ((y + index * 2) >> 5)) % 2 === 0;
-      data[offset] = inside ? 220 : (x + index * 3) & 255;
-      data[offset + 1] = (y + index * 5) & 255;
-      data[offset + 2] = inside ? 30 : ((x ^ y) + index * 7) & 255;
-    }
-  }
-  return { data, width: side, height: side, channels: 3 };
-};
-const inputs = Array.from({ length: 8 }, (_, index) => pattern(index));
-const styles = Array.from({ length: Math.max(1, switches) + 1 }, (_, index) => pattern(100 + index, 300));
+// Moving patterns: the frames, and (at another size) the style images.
+const inputs = Array.from({ length: 8 }, (_, index) => movingPattern(index, width, height));
+const styles = Array.from({ length: Math.max(1, switches) + 1 }, (_, index) => movingPattern(100 + 17 * index, 300, 300));
 
 const runtime = await createRuntime({ device: values.device as DeviceRequest });
 try {
@@ -74,20 +61,9 @@ try {
   const measure = async (name: string, model: LoadedModel, wrappers: AnyUNetWrapperV1[]) => {
     const stream = await createStreamDiffusion({ model, wrappers, prompt: values.prompt, width, height, tIndexList, cfgType: 'none' });
     try {
-      for (let index = 0; index < warmup; index += 1) await stream.img2img(inputs[index % inputs.length]!);
-      const before = await runtime.stats();
-      const started = performance.now();
-      const latencies: number[] = [];
-      for (let index = 0; index < frames; index += 1) latencies.push((await stream.img2img(inputs[index % inputs.length]!)).timings.total);
-      const elapsed = performance.now() - started;
-      const after = await runtime.stats();
-      const models = Object.fromEntries(
-        Object.entries(after.runs)
-          .filter(([model, total]) => total.count > (before.runs[model]?.count ?? 0))
-          .map(([model, total]) => [model, (total.ms - (before.runs[model]?.ms ?? 0)) / Math.max(1, frames)]),
-      );
-      const sorted = [...latencies].sort((a, b) => a - b);
-      return { name, fps: frames / (elapsed / 1000), msPerFrame: elapsed / Math.max(1, frames), latencyP50Ms: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN, modelMsPerFrame: models };
+      const measured = await measureStream({ runtime, call: (index) => stream.img2img(inputs[index % inputs.length]!), frames, warmup });
+      const modelMsPerFrame = Object.fromEntries(Object.entries(measured.models).map(([model, entry]) => [model, entry.msPerCall]));
+      return { name, fps: measured.fps, msPerFrame: measured.latencyMs.mean, latencyP50Ms: measured.latencyMs.p50, modelMsPerFrame };
     } finally {
       await stream.dispose();
     }
