@@ -76,35 +76,66 @@ export async function resolveConfig(options: Readonly<Record<string, unknown>>):
   return loaded === undefined ? { config: parsed.data } : { config: parsed.data, loaded };
 }
 
-/** Loads the model and builds the pipeline (with the config's ControlNets and IP-Adapter). */
-export async function openPipeline(options: Readonly<Record<string, unknown>>): Promise<OpenPipeline> {
+/** A loaded model that makes pipelines: one for a command, one per client for the server. */
+export interface OpenModel {
+  readonly config: StreamDiffusionConfig;
+  readonly runtime: Runtime;
+  /** A new pipeline on the model, with its own wrappers (the config's ControlNets and IP-Adapter). */
+  pipeline(): Promise<StreamDiffusion>;
+  /** Releases the model and the runtime (dispose the pipelines first). */
+  close(): Promise<void>;
+}
+
+/** Loads the model the flags and config describe, once. */
+export async function openModel(options: Readonly<Record<string, unknown>>): Promise<OpenModel> {
   const { config, loaded } = await resolveConfig(options);
   const modelsDir = typeof options.modelsDir === 'string' ? resolve(options.modelsDir) : undefined;
   const runtime = await createRuntime({ device: (options.device ?? 'auto') as DeviceRequest });
   try {
     const model = await loadModel({ runtime, folder: config.model_id });
-    const wrappers: AnyUNetWrapperV1[] = [];
-    if (loaded === undefined && model.capabilities.controlNet !== null) wrappers.push(createControlNet());
-    if (loaded !== undefined) {
+    const wrappers = async (): Promise<AnyUNetWrapperV1[]> => {
+      const made: AnyUNetWrapperV1[] = [];
+      if (loaded === undefined) {
+        if (model.capabilities.controlNet !== null) made.push(createControlNet());
+        return made;
+      }
       const where = modelsDir === undefined ? {} : { modelsDir };
-      if (((loaded.config.controlnets as unknown[] | undefined) ?? []).length > 0 || model.capabilities.controlNet !== null) wrappers.push(await controlNetFromConfig(loaded, where));
+      if (((loaded.config.controlnets as unknown[] | undefined) ?? []).length > 0 || model.capabilities.controlNet !== null) made.push(await controlNetFromConfig(loaded, where));
       const ipAdapter = await ipAdapterFromConfig(loaded, where);
-      if (ipAdapter !== undefined) wrappers.push(ipAdapter);
-    }
-    // The wrappers come from the config, so their parameter types are not known here.
-    const stream = (await createStreamDiffusion({ model, wrappers, ...configToStreamDiffusionOptions(config) })) as unknown as StreamDiffusion;
+      if (ipAdapter !== undefined) made.push(ipAdapter);
+      return made;
+    };
     return {
-      stream,
       config,
       runtime,
+      pipeline: async () => await createStreamDiffusion({ model, wrappers: await wrappers(), ...configToStreamDiffusionOptions(config) }),
       close: async () => {
-        await stream.dispose();
         await model.dispose();
         await runtime.dispose();
       },
     };
   } catch (error) {
     await runtime.dispose();
+    throw error;
+  }
+}
+
+/** Loads the model and builds one pipeline (with the config's ControlNets and IP-Adapter). */
+export async function openPipeline(options: Readonly<Record<string, unknown>>): Promise<OpenPipeline> {
+  const opened = await openModel(options);
+  try {
+    const stream = await opened.pipeline();
+    return {
+      stream,
+      config: opened.config,
+      runtime: opened.runtime,
+      close: async () => {
+        await stream.dispose();
+        await opened.close();
+      },
+    };
+  } catch (error) {
+    await opened.close();
     throw error;
   }
 }

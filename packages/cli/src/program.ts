@@ -9,6 +9,7 @@ import { configCommand } from './commands/config-validate.js';
 import { exportCommand } from './commands/export.js';
 import { img2imgCommand, txt2imgCommand } from './commands/generate.js';
 import { modelsCommand } from './commands/models.js';
+import { serveCommand } from './commands/serve.js';
 import { FlagValueError } from './flags.js';
 import { CliError, EXIT_CODES, type Io } from './io.js';
 
@@ -28,7 +29,8 @@ export function createProgram(io: Io): Command {
     .addCommand(configCommand(io))
     .addCommand(modelsCommand(io))
     .addCommand(exportCommand(io))
-    .addCommand(benchCommand(io));
+    .addCommand(benchCommand(io))
+    .addCommand(serveCommand(io));
   // Every command reports through io and throws instead of exiting, so run() decides the exit code.
   const all = (command: Command): Command[] => [command, ...command.commands.flatMap(all)];
   for (const command of all(program)) command.exitOverride().configureOutput(output);

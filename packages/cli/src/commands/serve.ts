@@ -1,0 +1,29 @@
+/** `serve`: the WebSocket server the demo talks to (see src/server.ts for the protocol), until Ctrl-C. */
+import { Command } from 'commander';
+import { CliError, EXIT_CODES, type Io } from '../io.js';
+import { openModel, withPipelineFlags } from '../pipeline-options.js';
+import { startServer } from '../server.js';
+
+export function serveCommand(io: Io): Command {
+  return withPipelineFlags(
+    new Command('serve')
+      .description('Serve the pipeline over WebSocket (ws://host:port/stream): frames in, frames out, live parameter updates; one pipeline per client.')
+      .option('--host <host>', 'address to listen on', '127.0.0.1')
+      .option('--port <port>', 'port to listen on (0: any free one)', '8787'),
+  ).action(async (options: Record<string, unknown>) => {
+    const port = Number(options.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port: expected an integer 0–65535, got ${JSON.stringify(options.port)}`, EXIT_CODES.usage);
+    const opened = await openModel(options);
+    try {
+      const server = await startServer(opened, { host: String(options.host), port, log: (line) => io.stderr(`${line}\n`) });
+      io.stdout(`serving ${opened.config.model_id} on ${opened.runtime.device.device}: ${server.url}\n`);
+      await new Promise<void>((done) => {
+        process.once('SIGINT', done);
+        process.once('SIGTERM', done);
+      });
+      await server.close();
+    } finally {
+      await opened.close();
+    }
+  });
+}

@@ -1,0 +1,96 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { openModel, type OpenModel } from './pipeline-options.js';
+import { startServer, type StreamServer } from './server.js';
+
+const fromRoot = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
+
+/** A test client: every message kept in order (text as parsed JSON, binary as bytes). */
+interface Client {
+  readonly socket: WebSocket;
+  readonly messages: (Record<string, unknown> | Buffer)[];
+  /** Resolves once `count` messages have arrived. */
+  until(count: number): Promise<void>;
+}
+
+async function connect(url: string): Promise<Client> {
+  const socket = new WebSocket(url);
+  const messages: (Record<string, unknown> | Buffer)[] = [];
+  const waiters: { count: number; done: () => void }[] = [];
+  socket.on('message', (data, binary) => {
+    const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer);
+    messages.push(binary ? bytes : (JSON.parse(bytes.toString('utf8')) as Record<string, unknown>));
+    for (const waiter of waiters.filter((item) => messages.length >= item.count)) waiter.done();
+  });
+  await new Promise<void>((done, fail) => {
+    socket.once('open', () => done());
+    socket.once('error', fail);
+  });
+  return {
+    socket,
+    messages,
+    until: (count) => (messages.length >= count ? Promise.resolve() : new Promise((done) => waiters.push({ count, done }))),
+  };
+}
+
+describe('streamdiffusion serve (WebSocket, tiny model, CPU)', () => {
+  let opened: OpenModel;
+  let server: StreamServer;
+  let frame: Buffer;
+  beforeAll(async () => {
+    opened = await openModel({ model: fromRoot('fixtures/models/tiny-sd-turbo'), device: 'cpu', width: '64', height: '64', cfgType: 'none', tIndexList: '20,40', prompt: 'a lighthouse' });
+    server = await startServer(opened, { host: '127.0.0.1', port: 0 });
+    frame = await readFile(fromRoot('fixtures/images/example.png'));
+  });
+  afterAll(async () => {
+    await server.close();
+    await opened.close();
+  });
+
+  it('greets each client, returns a JPEG per frame to several clients at once, and applies live updates to one client only', async () => {
+    const [a, b] = await Promise.all([connect(server.url), connect(server.url)]);
+    await Promise.all([a.until(1), b.until(1)]);
+    expect(a.messages[0]).toMatchObject({ type: 'hello', protocol: 1, width: 64, height: 64, parameters: { prompt: 'a lighthouse', t_index_list: [20, 40] } });
+    expect(server.clients()).toBe(2);
+
+    a.socket.send(frame);
+    b.socket.send(frame);
+    await Promise.all([a.until(3), b.until(3)]);
+    for (const client of [a, b]) {
+      expect(client.messages[1]).toMatchObject({ type: 'frame', index: 0 });
+      const output = client.messages[2] as Buffer;
+      const info = await sharp(output).metadata();
+      expect([info.format, info.width, info.height]).toEqual(['jpeg', 64, 64]);
+    }
+
+    a.socket.send(JSON.stringify({ type: 'update', parameters: { prompt: 'a red boat', guidance_scale: 1.5 } }));
+    await a.until(4);
+    expect(a.messages[3]).toMatchObject({ type: 'updated', applied: ['prompt', 'guidance_scale'], needsReload: [], parameters: { prompt: 'a red boat' } });
+    // A bad value names the key and changes nothing; the other client never saw the update.
+    a.socket.send(JSON.stringify({ type: 'update', parameters: { t_index_list: [20, 99] } }));
+    a.socket.send('not json');
+    await a.until(6);
+    // The malformed message is answered at once, the update once validated: either order.
+    expect(a.messages.slice(4, 6)).toEqual(
+      expect.arrayContaining([
+        { type: 'error', message: expect.stringMatching(/(t_index_list|tIndexList).*99/) },
+        { type: 'error', message: expect.stringMatching(/must be JSON/) },
+      ]),
+    );
+    b.socket.send(JSON.stringify({ type: 'update', parameters: {} }));
+    await b.until(4);
+    expect(b.messages[3]).toMatchObject({ type: 'updated', parameters: { prompt: 'a lighthouse' } });
+
+    // Frames keep flowing after the errors.
+    a.socket.send(frame);
+    await a.until(8);
+    expect(a.messages[6]).toMatchObject({ type: 'frame', index: 1 });
+    a.socket.close();
+    b.socket.close();
+    await new Promise((done) => setTimeout(done, 200));
+    expect(server.clients()).toBe(0);
+  });
+});
