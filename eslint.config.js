@@ -54,4 +54,13 @@ export default tseslint.config(
       globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly' },
     },
   },
+  {
+    // The demo page's script runs in the browser.
+    files: ['apps/demo/public/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'navigator', 'performance', 'setInterval', 'WebSocket', 'FileReader', 'URL', 'Option'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
 );

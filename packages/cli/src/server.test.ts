@@ -54,6 +54,11 @@ describe('streamdiffusion serve (WebSocket, tiny model, CPU)', () => {
     const [a, b] = await Promise.all([connect(server.url), connect(server.url)]);
     await Promise.all([a.until(1), b.until(1)]);
     expect(a.messages[0]).toMatchObject({ type: 'hello', protocol: 1, width: 64, height: 64, parameters: { prompt: 'a lighthouse', t_index_list: [20, 40] } });
+    // The controls are the hot parameters' JSON Schema: live ones only (cfg_type needs a new pipeline).
+    const controls = (a.messages[0] as { controls: { properties: Record<string, { type?: string; minimum?: number; maximum?: number; update?: string }> } }).controls.properties;
+    expect(controls.guidance_scale).toMatchObject({ type: 'number', minimum: 0, maximum: 100, update: 'hot' });
+    expect(Object.keys(controls)).toEqual(expect.arrayContaining(['prompt', 'negative_prompt', 't_index_list', 'seed', 'delta']));
+    expect(Object.keys(controls)).not.toContain('cfg_type');
     expect(server.clients()).toBe(2);
 
     a.socket.send(frame);

@@ -3,8 +3,9 @@
  * connected client, frames in and out as encoded images, parameters changed live.
  *
  * Protocol (one WebSocket per client at `/stream`):
- * - server → client, text: `{ "type": "hello", "protocol": 1, "width", "height", "parameters" }`
- *   once, with the pipeline's parameters in force.
+ * - server → client, text: `{ "type": "hello", "protocol": 1, "width", "height", "parameters",
+ *   "controls" }` once: the parameters in force, and `controls`, the JSON Schema of the hot ones
+ *   (the parameter schema's, wrappers' included), from which the demo builds its controls.
  * - client → server, binary: one frame, an encoded image (JPEG, PNG or WebP) of any size. While the
  *   pipeline is busy, a newer frame replaces a waiting one (never a growing queue).
  * - server → client, per processed frame: text `{ "type": "frame", "index", "dropped", "fps",
@@ -13,11 +14,14 @@
  *   config-file keys) → `{ "type": "updated", "applied", "needsReload" }`, or
  *   `{ "type": "error", "message" }` naming the key; the stream runs on unchanged.
  */
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { extname, join, normalize, resolve, sep } from 'node:path';
 import { createFrameStream, type StreamDiffusion } from '@streamdiffusion/core';
 import sharp from 'sharp';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { z } from 'zod';
 import type { OpenModel } from './pipeline-options.js';
 
 /** A running server. */
@@ -35,6 +39,23 @@ const PROTOCOL = 1;
 function send(socket: WebSocket, message: Record<string, unknown>): void {
   if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
 }
+
+/** The JSON Schema of the pipeline's hot parameters (wrappers' included): what a client may change live. */
+export function controlsSchema(stream: StreamDiffusion): { readonly properties: Record<string, Record<string, unknown>> } {
+  // Pixels (an IP-Adapter style image given in code) have no JSON form; a client sends paths or data: URLs.
+  const schema = z.toJSONSchema(stream.parametersSchema, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, Record<string, unknown>> };
+  const properties = Object.fromEntries(Object.entries(schema.properties ?? {}).filter(([, property]) => property.update === 'hot'));
+  return { properties };
+}
+
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+};
 
 const bytesOf = (data: RawData): Buffer => (Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data));
 
@@ -66,7 +87,7 @@ async function serveClient(socket: WebSocket, opened: OpenModel, log: (line: str
       if (socket.readyState === socket.OPEN) socket.send(result.output);
     }
   })();
-  send(socket, { type: 'hello', protocol: PROTOCOL, width: stream.width, height: stream.height, parameters: stream.getState() });
+  send(socket, { type: 'hello', protocol: PROTOCOL, width: stream.width, height: stream.height, parameters: stream.getState(), controls: controlsSchema(stream) });
 
   socket.on('message', (data, binary) => {
     if (binary) {
@@ -99,12 +120,37 @@ async function serveClient(socket: WebSocket, opened: OpenModel, log: (line: str
   log(`client left (${frames.stats.processed} frames, ${frames.stats.dropped} dropped)`);
 }
 
-/** Starts the server on `host:port` (port 0: any free port). */
-export async function startServer(opened: OpenModel, options: { readonly host: string; readonly port: number; readonly log?: (line: string) => void }): Promise<StreamServer> {
+/**
+ * Starts the server on `host:port` (port 0: any free port). With `staticDir`, its files are served
+ * over HTTP at the same address (the demo page); without, `/` says where the WebSocket is.
+ */
+export async function startServer(
+  opened: OpenModel,
+  options: { readonly host: string; readonly port: number; readonly staticDir?: string; readonly log?: (line: string) => void },
+): Promise<StreamServer> {
   const log = options.log ?? (() => undefined);
+  const root = options.staticDir === undefined ? undefined : resolve(options.staticDir);
   const http: Server = createServer((request, response) => {
-    response.writeHead(request.url === '/' ? 200 : 404, { 'content-type': 'text/plain; charset=utf-8' });
-    response.end(request.url === '/' ? `streamdiffusion serve: connect a WebSocket to /stream (protocol ${PROTOCOL})\n` : 'not found\n');
+    const path = decodeURIComponent(new URL(request.url ?? '/', 'http://localhost').pathname);
+    const notFound = () => {
+      response.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+      response.end('not found\n');
+    };
+    if (root === undefined) {
+      if (path !== '/') return notFound();
+      response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+      response.end(`streamdiffusion serve: connect a WebSocket to /stream (protocol ${PROTOCOL})\n`);
+      return;
+    }
+    const file = normalize(join(root, path === '/' ? 'index.html' : path));
+    if (!file.startsWith(root + sep)) return notFound();
+    readFile(file).then(
+      (body) => {
+        response.writeHead(200, { 'content-type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+        response.end(body);
+      },
+      () => notFound(),
+    );
   });
   const sockets = new WebSocketServer({ server: http, path: '/stream' });
   const serving = new Set<Promise<void>>();

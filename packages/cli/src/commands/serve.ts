@@ -9,14 +9,17 @@ export function serveCommand(io: Io): Command {
     new Command('serve')
       .description('Serve the pipeline over WebSocket (ws://host:port/stream): frames in, frames out, live parameter updates; one pipeline per client.')
       .option('--host <host>', 'address to listen on', '127.0.0.1')
-      .option('--port <port>', 'port to listen on (0: any free one)', '8787'),
+      .option('--port <port>', 'port to listen on (0: any free one)', '8787')
+      .option('--static <folder>', 'serve this folder over HTTP at the same address (the demo page: apps/demo/public)'),
   ).action(async (options: Record<string, unknown>) => {
     const port = Number(options.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port: expected an integer 0–65535, got ${JSON.stringify(options.port)}`, EXIT_CODES.usage);
     const opened = await openModel(options);
     try {
-      const server = await startServer(opened, { host: String(options.host), port, log: (line) => io.stderr(`${line}\n`) });
+      const staticDir = typeof options.static === 'string' ? options.static : undefined;
+      const server = await startServer(opened, { host: String(options.host), port, ...(staticDir === undefined ? {} : { staticDir }), log: (line) => io.stderr(`${line}\n`) });
       io.stdout(`serving ${opened.config.model_id} on ${opened.runtime.device.device}: ${server.url}\n`);
+      if (staticDir !== undefined) io.stdout(`open ${server.url.replace(/^ws/, 'http').replace(/\/stream$/, '/')} in a browser\n`);
       await new Promise<void>((done) => {
         process.once('SIGINT', done);
         process.once('SIGTERM', done);
