@@ -54,6 +54,15 @@ describe('the streamdiffusion command', () => {
     expect([image.width, image.height]).toEqual([64, 64]);
   });
 
+  it('img2img gives each still its own output: after another image, the same bytes as alone', async () => {
+    const [both, alone] = [join(directory, 'both'), join(directory, 'alone')];
+    const style = join(IMAGES, 'style.png');
+    expect((await cli('img2img', EXAMPLE, style, ...small, '--t-index-list', '20,40', '--out', both)).code).toBe(EXIT_CODES.ok);
+    expect((await cli('img2img', style, ...small, '--t-index-list', '20,40', '--out', alone)).code).toBe(EXIT_CODES.ok);
+    const [a, b] = await Promise.all([readImage(join(both, 'style.png')), readImage(join(alone, 'style.png'))]);
+    expect(Buffer.from(a.data).equals(Buffer.from(b.data))).toBe(true);
+  });
+
   it('txt2img writes --count images into a folder, or one into a file', async () => {
     const out = join(directory, 'txt2img');
     expect((await cli('txt2img', ...small, '--count', '2', '--out', out)).code).toBe(EXIT_CODES.ok);

@@ -1,8 +1,8 @@
 /**
  * `img2img` and `txt2img`: images from image files and folders, or from the prompt, written as PNG
- * or JPEG files. A still image goes through the stream until its output is warm (the first n − 1
- * calls of a t_index_list of length n fill the denoising buffer); `--sequence` treats the inputs
- * as consecutive frames of one stream instead.
+ * or JPEG files. A still image goes through the stream n times (n = the length of t_index_list), so
+ * its output has been through every step and holds nothing of the image before it; `--sequence`
+ * treats the inputs as consecutive frames of one stream instead (one call each after the first).
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
@@ -56,16 +56,15 @@ export function img2imgCommand(io: Io): Command {
     const pipeline = await openPipeline(options);
     const written: { input: string; output: string; ms: number }[] = [];
     try {
-      const steps = pipeline.config.t_index_list.length * pipeline.config.frame_buffer_size;
+      const steps = pipeline.config.t_index_list.length;
       for (const [index, file] of files.entries()) {
         const started = performance.now();
-        let result: StreamDiffusionResult;
-        // A still is fed until its output has been through every step; a sequence warms up once.
-        let calls = 0;
-        do {
-          result = await pipeline.stream.img2img(file);
-          calls += 1;
-        } while (!result.warm && (options.sequence !== true || index === 0) && calls < steps + 1);
+        // A still goes through every step of the stream batch on its own: n calls push the images
+        // before it out of the denoising buffer. A sequence's frames follow each other, one call each.
+        const calls = options.sequence === true && index > 0 ? 1 : steps;
+        let result: StreamDiffusionResult | undefined;
+        for (let call = 0; call < calls; call += 1) result = await pipeline.stream.img2img(file);
+        if (result === undefined) throw new CliError(`${file}: no output`, EXIT_CODES.failed);
         const image = result.images[0];
         if (image === undefined) throw new CliError(`${file}: no output`, EXIT_CODES.failed);
         await mkdir(dirname(outputs[index]!), { recursive: true });
