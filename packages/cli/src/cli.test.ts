@@ -1,24 +1,15 @@
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readImage } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, fromRoot } from '../test-support/run-cli.js';
 import { EXIT_CODES } from './io.js';
-import { run } from './program.js';
 
-const fromRoot = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 const MODEL = fromRoot('fixtures/models/tiny-sd-turbo');
 const EXAMPLE = fromRoot('fixtures/images/example.png');
 const IMAGES = fromRoot('fixtures/images');
 
-/** Runs the command line and keeps what it printed. */
-async function cli(...argv: string[]): Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await run(argv, { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text), columns: 100 });
-  return { code, stdout, stderr };
-}
 
 const small = ['--model', MODEL, '--width', '64', '--height', '64', '--cfg-type', 'none'];
 
@@ -32,7 +23,7 @@ describe('the streamdiffusion command', () => {
   });
 
   describe('--help', () => {
-    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['export'], ['bench'], ['serve']]) {
+    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['export'], ['bench'], ['serve'], ['stream']]) {
       it(`prints the help of ${['streamdiffusion', ...command].join(' ')} (flags generated from the parameter schema)`, async () => {
         const { code, stdout } = await cli(...command, '--help');
         expect(code).toBe(EXIT_CODES.ok);

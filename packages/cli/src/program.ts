@@ -10,6 +10,7 @@ import { exportCommand } from './commands/export.js';
 import { img2imgCommand, txt2imgCommand } from './commands/generate.js';
 import { modelsCommand } from './commands/models.js';
 import { serveCommand } from './commands/serve.js';
+import { streamCommand } from './commands/stream.js';
 import { FlagValueError } from './flags.js';
 import { CliError, EXIT_CODES, type Io } from './io.js';
 
@@ -26,6 +27,7 @@ export function createProgram(io: Io): Command {
     .showHelpAfterError('(add --help for usage)')
     .addCommand(img2imgCommand(io))
     .addCommand(txt2imgCommand(io))
+    .addCommand(streamCommand(io))
     .addCommand(configCommand(io))
     .addCommand(modelsCommand(io))
     .addCommand(exportCommand(io))

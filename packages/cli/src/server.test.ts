@@ -1,12 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { openModel, type OpenModel } from './pipeline-options.js';
 import { startServer, type StreamServer } from './server.js';
+import { fromRoot } from '../test-support/run-cli.js';
 
-const fromRoot = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 
 /** A test client: every message kept in order (text as parsed JSON, binary as bytes). */
 interface Client {
