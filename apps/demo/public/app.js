@@ -176,6 +176,11 @@ socket.addEventListener('message', (event) => {
     window.demo.updates.push(data);
     message.textContent = data.applied.length > 0 ? `applied: ${data.applied.join(', ')}` : data.needsReload.length > 0 ? `needs a restart: ${data.needsReload.join(', ')}` : '';
   } else if (data.type === 'error') {
+    // A failed frame sends no image: free the slot so the next frame goes.
+    if (data.frame !== undefined) {
+      state.inFlight = 0;
+      state.sentAt.shift();
+    }
     window.demo.errors.push(data.message);
     message.textContent = data.message;
   }

@@ -92,6 +92,13 @@ describe('streamdiffusion serve (WebSocket, tiny model, CPU)', () => {
     a.socket.send(frame);
     await a.until(8);
     expect(a.messages[6]).toMatchObject({ type: 'frame', index: 1 });
+    // A frame that cannot be decoded is answered with an error naming it, and the next one works.
+    a.socket.send(Buffer.from('not an image'));
+    await a.until(9);
+    expect(a.messages[8]).toMatchObject({ type: 'error', frame: 2, message: expect.stringMatching(/^frame 2: /) });
+    a.socket.send(frame);
+    await a.until(11);
+    expect(a.messages[9]).toMatchObject({ type: 'frame', index: 3 });
     a.socket.close();
     b.socket.close();
     await new Promise((done) => setTimeout(done, 200));

@@ -12,7 +12,8 @@
  *   "timings" }`, then binary: the output as JPEG.
  * - client → server, text: `{ "type": "update", "parameters": { … } }` (any hot parameter, the
  *   config-file keys) → `{ "type": "updated", "applied", "needsReload" }`, or
- *   `{ "type": "error", "message" }` naming the key; the stream runs on unchanged.
+ *   `{ "type": "error", "message" }` naming the key; the stream runs on unchanged. A frame that
+ *   failed is answered `{ "type": "error", "frame": index, "message" }` instead of its output.
  */
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -79,7 +80,7 @@ async function serveClient(socket: WebSocket, opened: OpenModel, log: (line: str
   const delivering = (async () => {
     for await (const result of frames.results()) {
       if ('error' in result) {
-        send(socket, { type: 'error', message: `frame ${result.index}: ${(result.error as Error).message}` });
+        send(socket, { type: 'error', frame: result.index, message: `frame ${result.index}: ${(result.error as Error).message}` });
         continue;
       }
       const { stats } = frames;
