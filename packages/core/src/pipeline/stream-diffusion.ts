@@ -16,7 +16,7 @@ import { expectedOf, valueAt } from '../config/zod-issues.js';
 import { z } from 'zod';
 import { blendEmbeddings, blendNoise, blendWeights } from './blending.js';
 import { addInputNoise, CFG_TYPES, createSequentialBatch, createStreamBatch, type CfgType, type StepConstants, type StreamBatch, type UnetRequest } from './stream-batch.js';
-import { checkWrappers, checkWrapperState, frameImages, prepareFrames, prepareWrapperUpdates, releaseFrames, wrapperContributions, wrapperParameterShape } from '../wrappers/compose-wrappers.js';
+import { checkWrappers, checkWrapperState, frameImages, hiddenStatesMemo, prepareFrames, prepareWrapperUpdates, releaseFrames, wrapperContributions, wrapperParameterShape } from '../wrappers/compose-wrappers.js';
 import type { AnyUNetWrapperV1, WrapperFrameV1, WrappersParameters, WrappersParametersInput } from '../wrappers/unet-wrapper-v1.js';
 
 /** Options of {@link createStreamDiffusion}; defaults are the Python original's. */
@@ -429,6 +429,8 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   };
 
   const embeddingWidth = capabilities.textEmbeddingWidth;
+  /** Hidden states merged from the text embeddings and wrappers' tokens, kept while those arrays are. */
+  const merges = hiddenStatesMemo();
   /** One UNet run of a frame: the pipeline's three inputs, then what each wrapper adds. */
   const unet = async (request: UnetRequest, frame: WrapperFrameV1, clock?: StageClock): Promise<Float32Array> => {
     const started = performance.now();
@@ -441,6 +443,7 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
             wrappers,
             { ...request, steps: Array.from(request.timesteps, (timestep) => state.constants.timesteps.indexOf(timestep)), stepCount: state.constants.timesteps.length, textEmbeddings, frame },
             embeddingWidth,
+            merges,
           );
     const { out_sample: prediction } = await model.sessions.run(
       'unet',

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { LoadedModel } from '../model-folder/load-model.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { createMockWrapper } from '../test/mock-wrapper.js';
-import { wrapperContributions } from './compose-wrappers.js';
+import { hiddenStatesMemo, wrapperContributions } from './compose-wrappers.js';
 import type { WrapperUnetCallV1 } from './unet-wrapper-v1.js';
 
 const width = 2;
@@ -44,6 +44,21 @@ describe('wrapperContributions', () => {
     }
     expect(Object.keys(inputs)).toEqual(['a', 'b']);
     expect(inputs.b).toMatchObject({ dims: [2, 1, 1, 1], data: new Float32Array([3, 3]) });
+  });
+
+  it('with a memo, merges the same text and token arrays once; new arrays are merged again', async () => {
+    const tokens = new Float32Array([4, 4, 4, 4]);
+    const steady = { ...createMockWrapper({ extraTokens: 1 }), unetCall: async () => ({ inputs: {}, tokens }) };
+    await steady.attach(pipeline);
+    const memo = hiddenStatesMemo();
+    const given = call(2);
+    const first = await wrapperContributions([steady], given, width, memo);
+    const again = await wrapperContributions([steady], { ...given }, width, memo);
+    expect(again.encoderHiddenStates).toBe(first.encoderHiddenStates);
+    expect(Array.from(first.encoderHiddenStates.subarray(77 * width, 78 * width))).toEqual([4, 4]);
+    const otherText = await wrapperContributions([steady], call(2), width, memo);
+    expect(otherText.encoderHiddenStates).not.toBe(first.encoderHiddenStates);
+    expect(Array.from(otherText.encoderHiddenStates)).toEqual(Array.from(first.encoderHiddenStates));
   });
 
   it('passes the text embeddings through untouched when no wrapper adds tokens', async () => {

@@ -144,13 +144,33 @@ export async function releaseFrames(wrappers: readonly AnyUNetWrapperV1[], frame
 }
 
 /**
+ * Hidden states merged before, by the arrays they were merged from: a stream runs the same few
+ * layouts every frame, and the pipeline's text embeddings and a wrapper's tokens are then the same
+ * arrays, so their merge is made once (see {@link wrapperContributions}).
+ */
+export interface HiddenStatesMemo {
+  readonly entries: { readonly text: Float32Array; readonly blocks: readonly Float32Array[]; readonly states: Float32Array }[];
+}
+
+/** Merges kept per pipeline; a handful covers every layout of a stream. */
+const MEMO_SIZE = 8;
+
+/** An empty {@link HiddenStatesMemo}, one per pipeline. */
+export function hiddenStatesMemo(): HiddenStatesMemo {
+  return { entries: [] };
+}
+
+/**
  * Runs every wrapper for one UNet call, in order, and merges what they give: their inputs by name,
  * and the encoder hidden states `[batch, 77 + extra, D]` (text tokens, then each wrapper's tokens).
+ * With `memo`, a merge of the very arrays merged before is not made again (wrappers that return the
+ * same token array for the same layout save the copy every frame).
  */
 export async function wrapperContributions(
   wrappers: readonly AnyUNetWrapperV1[],
   call: WrapperUnetCallV1,
   embeddingWidth: number,
+  memo?: HiddenStatesMemo,
 ): Promise<{ readonly inputs: Record<string, HostTensor | RuntimeTensor>; readonly encoderHiddenStates: Float32Array; readonly tokens: number }> {
   const inputs: Record<string, HostTensor | RuntimeTensor> = {};
   const tokenBlocks: Float32Array[] = [];
@@ -176,6 +196,8 @@ export async function wrapperContributions(
   }
   if (tokenBlocks.length === 0) return { inputs, encoderHiddenStates: call.textEmbeddings, tokens: TEXT_TOKENS };
   const tokens = TEXT_TOKENS + extraTokens(wrappers);
+  const merged = memo?.entries.find((entry) => entry.text === call.textEmbeddings && entry.blocks.length === tokenBlocks.length && entry.blocks.every((block, index) => block === tokenBlocks[index]));
+  if (merged !== undefined) return { inputs, encoderHiddenStates: merged.states, tokens };
   const row = tokens * embeddingWidth;
   const textRow = TEXT_TOKENS * embeddingWidth;
   const states = new Float32Array(call.batch * row);
@@ -187,6 +209,10 @@ export async function wrapperContributions(
       states.set(block.subarray(entry * blockRow, (entry + 1) * blockRow), offset);
       offset += blockRow;
     }
+  }
+  if (memo !== undefined) {
+    memo.entries.unshift({ text: call.textEmbeddings, blocks: tokenBlocks, states });
+    memo.entries.length = Math.min(memo.entries.length, MEMO_SIZE);
   }
   return { inputs, encoderHiddenStates: states, tokens };
 }

@@ -89,7 +89,11 @@ export interface WrapperUnetCallV1 {
 export interface WrapperContributionV1 {
   /** Exactly the wrapper's `unetInputs`, by name. */
   readonly inputs: Readonly<Record<string, HostTensor | RuntimeTensor>>;
-  /** `[batch, extraTokens, D]` when `extraTokens` > 0. */
+  /**
+   * `[batch, extraTokens, D]` when `extraTokens` > 0. Never changed after it is returned: return the
+   * same array again for the same tokens (the pipeline then re-uses the hidden states it merged from
+   * it instead of copying them every run), a new one for new tokens.
+   */
   readonly tokens?: Float32Array;
 }
 
