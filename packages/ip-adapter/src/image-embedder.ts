@@ -81,7 +81,22 @@ export async function createImageEmbedder(runtime: Runtime, files: AdapterFiles)
       throw new ModelFolderError({ problem: 'bad-signature', path: files.projection, message: `takes ${PROJECTION_INPUT} [batch, ${projectionShape.join(', ')}], but the encoder's ${config.input} is [batch, ${embedShape.join(', ')}]: this encoder is not the one the adapter was made for` });
     }
 
-    const cache = new Map<string, Promise<Float32Array>>();
+    /** A map that keeps its most recently used `CACHE_SIZE` entries. */
+    const remember = (cache: Map<string, Promise<Float32Array>>, key: string, make: () => Promise<Float32Array>): Promise<Float32Array> => {
+      let made = cache.get(key);
+      if (made === undefined) {
+        made = make();
+        made.catch(() => cache.delete(key));
+        while (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
+      } else {
+        cache.delete(key);
+      }
+      cache.set(key, made);
+      return made;
+    };
+    /** Each image's embedding, and each blend's tokens (a scale change re-uses them: no model runs). */
+    const embeddings = new Map<string, Promise<Float32Array>>();
+    const blends = new Map<string, Promise<Float32Array>>();
     let runs = 0;
     const encode = async (pixels: Float32Array): Promise<Float32Array> => {
       runs += 1;
@@ -99,21 +114,6 @@ export async function createImageEmbedder(runtime: Runtime, files: AdapterFiles)
       } finally {
         await Promise.all(Object.values(out).map((tensor) => tensor.dispose()));
       }
-    };
-    const embeddingOf = async (image: StyleImageSource, field: string): Promise<Float32Array> => {
-      const key = await keyOf(image, field);
-      let made = cache.get(key);
-      if (made === undefined) {
-        made = clipPixelValues(image, preprocessing, field).then(encode);
-        cache.set(key, made);
-        made.catch(() => cache.delete(key));
-        while (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value!);
-      } else {
-        // Most recently used last.
-        cache.delete(key);
-        cache.set(key, made);
-      }
-      return made;
     };
 
     // What the encoder gives one image, as the projection takes it: [P] or [T, H].
@@ -136,13 +136,19 @@ export async function createImageEmbedder(runtime: Runtime, files: AdapterFiles)
       unconditional,
       encoderRuns: () => runs,
       async tokensFor(images, field) {
-        const embeddings = await Promise.all(images.map((item, index) => embeddingOf(item.image, images.length === 1 ? field : `${field}.${index}.image`)));
-        const blended = new Float32Array(probe.length);
-        embeddings.forEach((embedding, index) => {
-          const weight = images[index]!.weight;
-          for (let value = 0; value < blended.length; value += 1) blended[value] = blended[value]! + weight * embedding[value]!;
+        const keys = await Promise.all(images.map((item, index) => keyOf(item.image, images.length === 1 ? field : `${field}.${index}.image`)));
+        const blendKey = keys.map((key, index) => `${key}*${images[index]!.weight}`).join('|');
+        return remember(blends, blendKey, async () => {
+          const made = await Promise.all(
+            images.map((item, index) => remember(embeddings, keys[index]!, async () => encode(await clipPixelValues(item.image, preprocessing, images.length === 1 ? field : `${field}.${index}.image`)))),
+          );
+          const blended = new Float32Array(probe.length);
+          made.forEach((embedding, index) => {
+            const weight = images[index]!.weight;
+            for (let value = 0; value < blended.length; value += 1) blended[value] = blended[value]! + weight * embedding[value]!;
+          });
+          return project(blended, dims);
         });
-        return project(blended, dims);
       },
       dispose: () => sessions.dispose(),
     };

@@ -108,6 +108,18 @@ describe('the IP-Adapter in the pipeline (micro model, CPU)', () => {
     await stream.dispose();
   });
 
+  it('changes scale and preset without running a model; a new style runs the encoder and projection once', async () => {
+    const live = await pipeline(regular({ scale: 0.5 }));
+    const projections = async () => (await runtime.stats()).runs.projection?.count ?? 0;
+    const before = await projections();
+    await live.update({ ipadapters: [regular({ scale: 1.5, weight_type: 'composition' })] });
+    await live.update({ ipadapters: [regular({ scale: 0.7 })] });
+    expect(await projections()).toBe(before);
+    await live.update({ ipadapters: [regular({ style_image: EXAMPLE_IMAGE })] });
+    expect(await projections()).toBe(before + 1);
+    await live.dispose();
+  });
+
   it('blends several weighted style images: one image at any weight is that image; two differ from each', async () => {
     const single = (await outputs(await pipeline(regular({ style_image: undefined, style_images: [{ image: STYLE_IMAGE, weight: 3 }] })), [0]))[0]!;
     const style = (await outputs(await pipeline(regular()), [0]))[0]!;
@@ -155,6 +167,8 @@ describe('the IP-Adapter in the pipeline (micro model, CPU)', () => {
     expect(both.tokens).toHaveLength(2 * row);
     expect(same(cond, uncond)).toBe(false);
     expect(uncond.some((value) => value !== 0)).toBe(true); // diffusers' negative side: the projection of zeros, not zeros
+    // Every frame of a layout gets the same arrays (the pipeline re-uses its merge of them).
+    expect((await call([false, true], [0, 0])).tokens).toBe(both.tokens);
     const stepped = await call([false, false], [0, 1]);
     const scaleInput = stepped.inputs.ip_adapter_scale as HostTensor;
     expect(scaleInput.dims).toEqual([2, layers.length]);

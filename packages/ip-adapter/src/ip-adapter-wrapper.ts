@@ -44,6 +44,11 @@ interface Active {
   readonly tokens: Float32Array | undefined;
   /** Per-layer weights (scale × preset). */
   readonly layers: Float32Array;
+  /**
+   * What UNet runs were given, by their layout (batch entries' CFG side and steps): a stream runs
+   * the same few layouts every frame, so each is laid out once while this entry is in force.
+   */
+  readonly runs: Map<string, { readonly tokens: Float32Array; readonly scale: Float32Array }>;
 }
 
 const RELOAD_KEYS = ['ipadapter_model_path', 'image_encoder_path', 'type'] as const;
@@ -83,14 +88,17 @@ export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdap
     return { pipeline, unet, embedder };
   };
 
-  /** Everything a committed entry needs, made now (the encoder runs here, off the frame path). */
+  /**
+   * Everything a committed entry needs, made now (the encoder and projection run here, off the frame
+   * path, and only for a blend the embedder has not made before).
+   */
   const prepare = async (entry: IpAdapterEntry): Promise<Active> => {
     const { unet: layersOf, embedder: images } = attached();
     const weights = layerWeights(entry.weight_type, layersOf.layers, entry.scale, entry.composition_scale ?? entry.scale);
     const styles = styleImagesOf(entry);
     const field = entry.style_image !== undefined ? 'ipadapters.0.style_image' : 'ipadapters.0.style_images';
     const tokens = styles.length === 0 ? undefined : await images.tokensFor(styles, field);
-    return { entry, tokens, layers: weights };
+    return { entry, tokens, layers: weights, runs: new Map() };
   };
 
   const wrapper: IpAdapterWrapper = {
@@ -174,19 +182,26 @@ export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdap
     async unetCall(call: WrapperUnetCallV1) {
       const { unet: description, embedder: images } = attached();
       const layerCount = description.layers.length;
-      const row = tokenCount * images.width;
-      const tokens = new Float32Array(call.batch * row);
-      const scale = new Float32Array(call.batch * layerCount);
       const current = active;
-      if (current !== undefined && current.entry.enabled && current.tokens !== undefined) {
-        const range = { start: current.entry.start_at, end: current.entry.end_at };
-        for (let entry = 0; entry < call.batch; entry += 1) {
-          tokens.set(call.unconditional[entry] === true ? images.unconditional : current.tokens, entry * row);
-          const factor = stepFactor(current.entry.step_schedule, call.steps[entry]!, call.stepCount, range);
-          for (let layer = 0; layer < layerCount; layer += 1) scale[entry * layerCount + layer] = current.layers[layer]! * factor;
+      const layout = `${call.stepCount}:${call.steps.join(',')}:${call.unconditional.map((side) => (side ? 'u' : 'c')).join('')}`;
+      let run = current?.runs.get(layout);
+      if (run === undefined) {
+        const row = tokenCount * images.width;
+        const tokens = new Float32Array(call.batch * row);
+        const scale = new Float32Array(call.batch * layerCount);
+        if (current !== undefined && current.entry.enabled && current.tokens !== undefined) {
+          const range = { start: current.entry.start_at, end: current.entry.end_at };
+          for (let entry = 0; entry < call.batch; entry += 1) {
+            tokens.set(call.unconditional[entry] === true ? images.unconditional : current.tokens, entry * row);
+            const factor = stepFactor(current.entry.step_schedule, call.steps[entry]!, call.stepCount, range);
+            for (let layer = 0; layer < layerCount; layer += 1) scale[entry * layerCount + layer] = current.layers[layer]! * factor;
+          }
         }
+        run = { tokens, scale };
+        current?.runs.set(layout, run);
       }
-      return { inputs: { [UNET_INPUTS.ipAdapterScale]: hostTensor(scale, [call.batch, layerCount]) }, tokens };
+      // The same arrays every frame of a layout: core reuses the hidden states it merged from them.
+      return { inputs: { [UNET_INPUTS.ipAdapterScale]: hostTensor(run.scale, [call.batch, layerCount]) }, tokens: run.tokens };
     },
 
     async dispose() {
