@@ -2,15 +2,16 @@
  * Style images as the CLIP vision encoder takes them, following the `preprocessor_config.json` that
  * transformers' `CLIPImageProcessor` saves: RGB, the shortest edge resized to `size` (bicubic,
  * aspect kept), a centre crop of `crop_size`, values rescaled to [0, 1] and normalised with the
- * CLIP mean and standard deviation. Decoding and resizing go through sharp (libvips).
+ * CLIP mean and standard deviation. Images are decoded by core's `readImage` (every source it
+ * takes, `data:` URLs included) and resized by sharp (libvips).
  */
 import { readFile } from 'node:fs/promises';
-import { InvalidArgumentError, ModelFolderError, type RgbImage } from '@streamdiffusion/core';
+import { InvalidArgumentError, ModelFolderError, readImage, type ImageSource } from '@streamdiffusion/core';
 import sharp from 'sharp';
 import { z } from 'zod';
 
-/** An image for the encoder: a file path, a `data:` URL, encoded bytes, or raw pixels. */
-export type StyleImageSource = string | Uint8Array | RgbImage;
+/** An image for the encoder: a file path, a `data:` URL, encoded bytes, or raw pixels (core's `ImageSource`). */
+export type StyleImageSource = ImageSource;
 
 const sizeSchema = z.union([z.number().int().positive(), z.object({ shortest_edge: z.number().int().positive() }), z.object({ height: z.number().int().positive(), width: z.number().int().positive() })]);
 
@@ -69,18 +70,6 @@ export async function readClipPreprocessing(path: string): Promise<ClipPreproces
   };
 }
 
-function open(source: StyleImageSource): sharp.Sharp {
-  if (typeof source === 'string') {
-    const match = /^data:[^;,]*;base64,(.*)$/s.exec(source);
-    return sharp(match === null ? source : Buffer.from(match[1]!, 'base64'));
-  }
-  if (source instanceof Uint8Array) return sharp(source);
-  if ((source.channels !== 3 && source.channels !== 4) || source.data.length !== source.width * source.height * source.channels) {
-    throw new InvalidArgumentError({ field: 'style image', value: `${source.width}×${source.height}×${source.channels}, ${source.data.length} bytes`, expected: 'RGB or RGBA pixels, width × height × channels bytes' });
-  }
-  return sharp(source.data, { raw: { width: source.width, height: source.height, channels: source.channels } });
-}
-
 /**
  * A style image → the encoder's `pixel_values`, `[3, crop height, crop width]` float32.
  * @throws {InvalidArgumentError} naming the image when it cannot be read or decoded.
@@ -89,8 +78,9 @@ export async function clipPixelValues(source: StyleImageSource, preprocessing: C
   const [cropHeight, cropWidth] = preprocessing.crop;
   let pixels: Buffer;
   try {
-    const image = open(source).removeAlpha().toColourspace('srgb');
-    const { width, height } = await image.metadata();
+    const decoded = await readImage(source);
+    const { width, height } = decoded;
+    const image = sharp(decoded.data, { raw: { width, height, channels: decoded.channels } });
     let resized = image;
     let [newWidth, newHeight] = [width, height];
     if (preprocessing.shortestEdge > 0) {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,6 +29,13 @@ describe('images', () => {
     const read = await readImage(join(folder, 'a.png'));
     expect(read).toMatchObject({ width: 5, height: 4, channels: 3 });
     expect(Array.from(read.data)).toEqual(Array.from(image.data));
+  });
+
+  it('reads a base64 data: URL as the file it encodes', async () => {
+    const image = gradient(5, 4);
+    await writeImage(join(folder, 'b.png'), image);
+    const url = `data:image/png;base64,${(await readFile(join(folder, 'b.png'))).toString('base64')}`;
+    expect(Array.from((await readImage(url)).data)).toEqual(Array.from(image.data));
   });
 
   it('writes a JPEG that reads back close to the original', async () => {

@@ -17,8 +17,13 @@ export interface RgbImage {
   readonly channels: 3 | 4;
 }
 
-/** Where an image comes from: a file path, encoded bytes (PNG, JPEG, WebP…), or raw pixels. */
+/**
+ * Where an image comes from: a file path or a `data:` URL (base64, as browsers and JSON messages
+ * carry images), encoded bytes (PNG, JPEG, WebP…), or raw pixels.
+ */
 export type ImageSource = string | Uint8Array | RgbImage;
+
+const DATA_URL = /^data:[^;,]*;base64,(.*)$/s;
 
 function isRaw(source: ImageSource): source is RgbImage {
   return typeof source === 'object' && !(source instanceof Uint8Array);
@@ -42,6 +47,10 @@ function checkRaw(image: RgbImage): void {
 }
 
 function open(source: ImageSource): sharp.Sharp {
+  if (typeof source === 'string') {
+    const data = DATA_URL.exec(source)?.[1];
+    return sharp(data === undefined ? source : Buffer.from(data, 'base64'));
+  }
   if (!isRaw(source)) return sharp(source);
   checkRaw(source);
   return sharp(source.data, { raw: { width: source.width, height: source.height, channels: source.channels } });
