@@ -1,4 +1,5 @@
 /** Where the command writes, its exit codes, and the error that carries one. */
+import type { Command } from 'commander';
 
 /** The streams a command writes to (process.stdout/stderr in the binary; buffers in tests). */
 export interface Io {
@@ -31,8 +32,11 @@ export class CliError extends Error {
   }
 }
 
-/** Writes a result: one JSON document with `--json`, else the text lines. */
-export function report(io: Io, json: boolean, result: Record<string, unknown>, lines: readonly string[]): void {
-  if (json) io.stdout(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
+/** Whether `--json` was given (it belongs to the root command, so it may come before or after the command). */
+export const wantsJson = (command: Command): boolean => command.optsWithGlobals<{ json?: boolean }>().json === true;
+
+/** Writes a command's result: one JSON document with `--json`, else the text lines. */
+export function report(io: Io, command: Command, result: Record<string, unknown>, lines: readonly string[]): void {
+  if (wantsJson(command)) io.stdout(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
   else for (const line of lines) io.stdout(`${line}\n`);
 }

@@ -33,8 +33,7 @@ export function benchCommand(io: Io): Command {
       const call = (index: number) => (options.mode === 'txt2img' ? pipeline.stream.txt2img() : pipeline.stream.img2img(inputs[index % inputs.length]!));
       const measured = await measureStream({ runtime: pipeline.runtime, call, frames, warmup, framesPerCall: f });
       const ms = (value: number) => `${value.toFixed(2)} ms`;
-      const json = command.optsWithGlobals<{ json?: boolean }>().json === true;
-      report(io, json, { command: 'bench', model: pipeline.config.model_id, device: pipeline.runtime.device, settings: { mode: options.mode, width, height, tIndexList: steps, cfgType: cfg, frameBufferSize: f, frames, warmup }, ...measured, loadMs }, [
+      report(io, command, { command: 'bench', model: pipeline.config.model_id, device: pipeline.runtime.device, settings: { mode: options.mode, width, height, tIndexList: steps, cfgType: cfg, frameBufferSize: f, frames, warmup }, ...measured, loadMs }, [
         `model    ${pipeline.config.model_id}`,
         `device   ${pipeline.runtime.device.device} (${pipeline.runtime.device.reason})`,
         `settings ${String(options.mode)} ${width}×${height}, t_index_list [${steps.join(', ')}], cfg ${cfg}, frame_buffer_size ${f}; ${frames} calls after ${warmup} warm-up`,

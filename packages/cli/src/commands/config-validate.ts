@@ -13,12 +13,11 @@ export function configCommand(io: Io): Command {
     .argument('<file>', 'a .yaml, .yml or .json config')
     .option('--models-dir <folder>', 'folder of named models, for a model_id that is not a path')
     .action(async (file: string, options: { modelsDir?: string }, command: Command) => {
-      const json = command.optsWithGlobals<{ json?: boolean }>().json === true;
       try {
         const loaded = await loadConfig(resolve(file), { wrapperParameters: WRAPPER_CONFIG_FIELDS, ...(options.modelsDir === undefined ? {} : { modelsDir: resolve(options.modelsDir) }) });
         report(
           io,
-          json,
+          command,
           { command: 'config validate', file: loaded.file, modelFolder: loaded.modelFolder, warnings: loaded.warnings.map(({ kind, key, line, message }) => ({ kind, key, line, message })) },
           [...loaded.warnings.map((warning) => `warning: ${warning.message}`), `${loaded.file}: valid (model ${loaded.modelFolder}${loaded.warnings.length === 0 ? '' : `; ${loaded.warnings.length} warning${loaded.warnings.length === 1 ? '' : 's'}`})`],
         );

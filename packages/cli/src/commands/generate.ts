@@ -39,9 +39,6 @@ function outputPath(out: string, count: number, name: string): string {
   return single ? resolve(out) : join(resolve(out), `${name}.png`);
 }
 
-/** The common end of both commands: whether --json was given (on the root command). */
-const jsonOf = (command: Command): boolean => command.optsWithGlobals<{ json?: boolean }>().json === true;
-
 export function img2imgCommand(io: Io): Command {
   return withPipelineFlags(
     new Command('img2img')
@@ -74,7 +71,7 @@ export function img2imgCommand(io: Io): Command {
     } finally {
       await pipeline.close();
     }
-    report(io, jsonOf(command), { command: 'img2img', device: pipeline.runtime.device.device, images: written }, [
+    report(io, command, { command: 'img2img', device: pipeline.runtime.device.device, images: written }, [
       ...written.map((item) => `${item.input} → ${item.output} (${item.ms.toFixed(0)} ms)`),
       `${written.length} image${written.length === 1 ? '' : 's'} on ${pipeline.runtime.device.device}`,
     ]);
@@ -111,7 +108,7 @@ export function txt2imgCommand(io: Io): Command {
     } finally {
       await pipeline.close();
     }
-    report(io, jsonOf(command), { command: 'txt2img', device: pipeline.runtime.device.device, images: written }, [
+    report(io, command, { command: 'txt2img', device: pipeline.runtime.device.device, images: written }, [
       ...written.map((item) => `→ ${item.output} (${item.ms.toFixed(0)} ms)`),
       `${written.length} image${written.length === 1 ? '' : 's'} on ${pipeline.runtime.device.device}`,
     ]);

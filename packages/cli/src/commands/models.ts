@@ -40,7 +40,6 @@ function exportInfo(index: Readonly<Record<string, unknown>>): { readonly arch?:
 
 export function modelsCommand(io: Io): Command {
   const models = new Command('models').description('Model folders: list the ones you have, check that one loads.');
-  const json = (command: Command): boolean => command.optsWithGlobals<{ json?: boolean }>().json === true;
 
   models
     .command('list')
@@ -75,7 +74,7 @@ export function modelsCommand(io: Io): Command {
           found.push({ name: entry.name, folder, valid: false, problem: error.message });
         }
       }
-      report(io, json(command), { command: 'models list', modelsDir: root, models: found }, [
+      report(io, command, { command: 'models list', modelsDir: root, models: found }, [
         ...found.map((model) =>
           model.valid
             ? `${model.name}  ${[model.arch, model.dtype, `vae ${model.vae ?? '?'}`, model.controlNetInputs === true ? 'controlnet inputs' : undefined, model.ipAdapter === undefined ? undefined : `ip-adapter ${model.ipAdapter}`, megabytes(model.bytes ?? 0)].filter((part) => part !== undefined).join(', ')}`
@@ -100,7 +99,7 @@ export function modelsCommand(io: Io): Command {
         const model = await loadModel({ runtime, folder: path });
         const capabilities = model.capabilities;
         await model.dispose();
-        report(io, json(command), { command: 'models verify', folder: path, device: runtime.device.device, capabilities }, [
+        report(io, command, { command: 'models verify', folder: path, device: runtime.device.device, capabilities }, [
           `${path}: loads on ${runtime.device.device}`,
           `  ${capabilities.dtype}, latent ${capabilities.latentChannels}×${capabilities.latentHeight ?? 'any'}×${capabilities.latentWidth ?? 'any'}, text embeddings ${capabilities.textEmbeddingWidth} wide, vae ${capabilities.vae.kind} (scaling ${capabilities.vae.scalingFactor})`,
           `  img2img ${capabilities.imageToImage ? 'yes' : 'no (no vae_encoder)'}; ControlNet inputs ${capabilities.controlNet === null ? 'no' : 'yes'}; IP-Adapter ${capabilities.ipAdapter === null ? 'no' : `yes (${capabilities.ipAdapter.layers ?? '?'} layers)`}`,

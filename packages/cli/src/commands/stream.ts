@@ -11,7 +11,7 @@ import { dirname, resolve } from 'node:path';
 import type { RgbImage } from '@streamdiffusion/core';
 import { SingleBar } from 'cli-progress';
 import { Command } from 'commander';
-import { CliError, EXIT_CODES, report, type Io } from '../io.js';
+import { CliError, EXIT_CODES, report, wantsJson, type Io } from '../io.js';
 import { openPipeline, withPipelineFlags } from '../pipeline-options.js';
 
 /** Runs ffmpeg/ffprobe and resolves with its exit code and output; -1 when it is not there. */
@@ -93,7 +93,7 @@ export function streamCommand(io: Io): Command {
     let writerErrors = '';
     reader.stderr.on('data', (chunk: Buffer) => (readerErrors += chunk.toString()));
     writer.stderr.on('data', (chunk: Buffer) => (writerErrors += chunk.toString()));
-    const json = command.optsWithGlobals<{ json?: boolean }>().json === true;
+    const json = wantsJson(command);
     const bar = !json && process.stderr.isTTY ? new SingleBar({ format: 'stream |{bar}| {value}/{total} frames · {fps} fps', stream: process.stderr }) : undefined;
     bar?.start(Number.isFinite(total) ? Math.min(total, maxFrames) : 0, 0, { fps: '–' });
 
@@ -131,6 +131,6 @@ export function streamCommand(io: Io): Command {
     if (frames === 0) throw new CliError(`no frames came from ${input ?? String(options.camera)}${readerErrors === '' ? '' : `: ${readerErrors.trim().split('\n').at(-1)}`}`, readCode === 0 ? EXIT_CODES.invalid : EXIT_CODES.failed);
     if (writeCode !== 0) throw new CliError(`ffmpeg could not write ${out}: ${writerErrors.trim().split('\n').at(-1) ?? `exit code ${writeCode}`}`, EXIT_CODES.failed);
     const seconds = (performance.now() - started) / 1000;
-    report(io, json, { command: 'stream', output: out, frames, seconds, fps: frames / seconds, width, height, frameRate: rate }, [`${out}: ${frames} frames ${width}×${height} at ${rate.toFixed(2)} fps, in ${seconds.toFixed(1)} s (${(frames / seconds).toFixed(1)} fps through the pipeline)`]);
+    report(io, command, { command: 'stream', output: out, frames, seconds, fps: frames / seconds, width, height, frameRate: rate }, [`${out}: ${frames} frames ${width}×${height} at ${rate.toFixed(2)} fps, in ${seconds.toFixed(1)} s (${(frames / seconds).toFixed(1)} fps through the pipeline)`]);
   });
 }
