@@ -12,7 +12,7 @@
  * residuals are scaled before the UNet. Frames are generated RGB buffers at the output size.
  */
 import { parseArgs } from 'node:util';
-import { createRuntime, createStreamDiffusion, loadModel, type DeviceRequest, type RgbImage } from '@streamdiffusion/core';
+import { createRuntime, createStreamDiffusion, loadModel, measureStream, type DeviceRequest, type RgbImage } from '@streamdiffusion/core';
 import { createControlNet, PREPROCESSORS, preprocessorNamed, type AnyPreprocessorDefinition, type ControlNetEntryInput } from '../src/index.js';
 import { fromRoot } from '../test-support/fixtures.js';
 
@@ -99,45 +99,23 @@ try {
     const controlnet = createControlNet({ controlnets, preprocessors: { timed } });
     const stream = await createStreamDiffusion({ model, wrappers: [controlnet], prompt: values.prompt, width, height, tIndexList, cfgType: 'none' });
     try {
-      const call = (index: number) => stream.img2img(inputs[index % inputs.length]!);
-      /** `count` frames; overlapped, the next one is given before the last result is back (two in flight). */
-      const frameLoop = async (count: number): Promise<number[]> => {
-        const latencies: number[] = [];
-        let pending: ReturnType<typeof call> | undefined;
-        for (let index = 0; index < count; index += 1) {
-          const next = call(index);
-          if (!overlap) {
-            latencies.push((await next).timings.total);
-            continue;
-          }
-          if (pending !== undefined) latencies.push((await pending).timings.total);
-          pending = next;
-        }
-        if (pending !== undefined) latencies.push((await pending).timings.total);
-        return latencies;
-      };
-      await frameLoop(warmup);
-      spent.length = 0;
-      const before = await runtime.stats();
-      const started = performance.now();
-      const latencies = await frameLoop(frames);
-      const elapsed = performance.now() - started;
-      const after = await runtime.stats();
-      const models = Object.fromEntries(
-        Object.entries(after.runs)
-          .filter(([model, total]) => total.count > (before.runs[model]?.count ?? 0))
-          .map(([model, total]) => [model, (total.ms - (before.runs[model]?.ms ?? 0)) / Math.max(1, frames)]),
-      );
-      const sorted = [...latencies].sort((a, b) => a - b);
+      const measured = await measureStream({
+        runtime,
+        call: (index) => stream.img2img(inputs[index % inputs.length]!),
+        frames,
+        warmup,
+        overlap,
+        beforeMeasuring: () => (spent.length = 0),
+      });
       return {
         name,
         overlap,
         controlnets: controlnets.length,
-        fps: frames / (elapsed / 1000),
-        msPerFrame: elapsed / Math.max(1, frames),
-        latencyP50Ms: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN,
+        fps: measured.fps,
+        msPerFrame: measured.latencyMs.mean,
+        latencyP50Ms: measured.latencyMs.p50,
         preprocessMsPerFrame: spent.reduce((sum, ms) => sum + ms, 0) / Math.max(1, frames),
-        modelMsPerFrame: models,
+        modelMsPerFrame: Object.fromEntries(Object.entries(measured.models).map(([model, entry]) => [model, entry.msPerCall])),
       };
     } finally {
       await stream.dispose();

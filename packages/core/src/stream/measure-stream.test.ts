@@ -27,6 +27,25 @@ describe('measureStream', () => {
     expect(measured.firstCallMs).toBeGreaterThanOrEqual(0);
   });
 
+  it('with overlap, makes the next call before the last result is back (two in flight), and resets your counters after the warm-up', async () => {
+    const runtime = { stats: async () => ({ runs: {} }) } as unknown as Runtime;
+    let inFlight = 0;
+    let most = 0;
+    let counted = 0;
+    const call = async (index: number) => {
+      inFlight += 1;
+      most = Math.max(most, inFlight);
+      counted += 1;
+      await new Promise((done) => setTimeout(done, 5));
+      inFlight -= 1;
+      return { timings: { preprocess: 0, encode: 0, unet: 0, scheduler: 0, decode: 0, postprocess: 0, total: index + 1 } as FrameTimings };
+    };
+    const measured = await measureStream({ runtime, call, frames: 4, warmup: 2, overlap: true, beforeMeasuring: () => (counted = 0) });
+    expect(most).toBe(2);
+    expect(counted).toBe(4);
+    expect(measured.latencyMs).toMatchObject({ min: 1, max: 4 });
+  });
+
   it('makes a different pattern every frame', () => {
     const [a, b] = [movingPattern(0, 8, 4), movingPattern(1, 8, 4)];
     expect([a.width, a.height, a.channels, a.data.length]).toEqual([8, 4, 3, 96]);

@@ -47,8 +47,10 @@ function percentile(sorted: readonly number[], fraction: number): number {
 }
 
 /**
- * Calls `call(index)` `warmup` times, then `frames` times one after the other, and measures the
- * second part. `runtime` gives the per-model times (its worker's run statistics).
+ * Calls `call(index)` `warmup` times, then `frames` times, and measures the second part: one call
+ * after the other, or with `overlap` the next call made before the last one's result is back (two
+ * in flight, as `createFrameStream({ overlap: true })` runs a live source). `runtime` gives the
+ * per-model times (its worker's run statistics).
  */
 export async function measureStream(options: {
   readonly runtime: Runtime;
@@ -57,26 +59,42 @@ export async function measureStream(options: {
   readonly warmup: number;
   /** Output frames per call (frame_buffer_size). Default 1. */
   readonly framesPerCall?: number;
+  /** Two calls in flight instead of one. Default false. */
+  readonly overlap?: boolean;
+  /** Called between the warm-up and the measured calls (to reset counters of your own). */
+  readonly beforeMeasuring?: () => void;
 }): Promise<StreamMeasurement> {
   const { runtime, call, frames, warmup } = options;
+  /** `count` calls from index `first`; each result's timings go to `take`, in order. */
+  const runCalls = async (first: number, count: number, take: (timings: FrameTimings) => void): Promise<void> => {
+    let pending: Promise<{ readonly timings: FrameTimings }> | undefined;
+    for (let index = first; index < first + count; index += 1) {
+      const next = call(index);
+      if (options.overlap !== true) {
+        take((await next).timings);
+        continue;
+      }
+      if (pending !== undefined) take((await pending).timings);
+      pending = next;
+    }
+    if (pending !== undefined) take((await pending).timings);
+  };
   const warmStarted = performance.now();
   let firstCallMs = Number.NaN;
-  for (let index = 0; index < warmup; index += 1) {
-    const started = performance.now();
-    await call(index);
-    if (index === 0) firstCallMs = performance.now() - started;
-  }
+  await runCalls(0, warmup, (timings) => {
+    if (Number.isNaN(firstCallMs)) firstCallMs = timings.total;
+  });
   const warmupMs = performance.now() - warmStarted;
+  options.beforeMeasuring?.();
 
   const before = await runtime.stats();
   const latencies: number[] = [];
   const sums = Object.fromEntries(FRAME_STAGES.map((stage) => [stage, 0])) as Record<(typeof FRAME_STAGES)[number], number>;
   const started = performance.now();
-  for (let index = 0; index < frames; index += 1) {
-    const { timings } = await call(index);
+  await runCalls(0, frames, (timings) => {
     latencies.push(timings.total);
     for (const stage of FRAME_STAGES) sums[stage] += timings[stage];
-  }
+  });
   const elapsedMs = performance.now() - started;
   const after = await runtime.stats();
 
