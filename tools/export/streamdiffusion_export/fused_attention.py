@@ -47,13 +47,22 @@ class _MultiHeadAttention(torch.autograd.Function):
         return out
 
 
-class FusedAttentionProcessor:
-    """A diffusers attention processor for export (self- and cross-attention without masks).
+class ExportAttentionProcessor:
+    """What every export processor does around its attention, as diffusers' default processor does.
 
-    Mirrors the default processor's steps (spatial/group norm, q/k/v projections, output projection,
-    residual, rescale) around the fused attention. Masks and q/k norms (not used by SD 1.5/2.1
-    UNets) are refused rather than silently dropped.
+    Spatial and group norm, the image layout in and out, the output projection, the residual and
+    the rescale; subclasses give :meth:`attend` (query, keys, values and the attention itself).
+    Masks and q/k norms (not used by SD 1.5/2.1 UNets) are refused rather than silently dropped.
     """
+
+    #: Who refuses what it does not support, for the error messages.
+    what = "attention export"
+    #: What to do instead, appended to those messages.
+    instead = ""
+
+    def attend(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None) -> torch.Tensor:
+        """The attention of normalised ``hidden_states`` [batch, tokens, width], before the output projection."""
+        raise NotImplementedError
 
     def __call__(
         self,
@@ -65,10 +74,11 @@ class FusedAttentionProcessor:
         *args: Any,
         **kwargs: Any,
     ) -> torch.Tensor:
+        """diffusers' processor signature."""
         if attention_mask is not None:
-            raise ValueError("fused attention export does not support attention masks; use --attention plain")
+            raise ValueError(f"{self.what} does not support attention masks{self.instead}")
         if getattr(attn, "norm_q", None) is not None or getattr(attn, "norm_k", None) is not None:
-            raise ValueError("fused attention export does not support q/k norms; use --attention plain")
+            raise ValueError(f"{self.what} does not support q/k norms{self.instead}")
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -79,15 +89,8 @@ class FusedAttentionProcessor:
         if attn.group_norm is not None:
             hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
 
-        query = attn.to_q(hidden_states)
-        if encoder_hidden_states is None:
-            encoder_hidden_states = hidden_states
-        elif attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        key = attn.to_k(encoder_hidden_states)
-        value = attn.to_v(encoder_hidden_states)
+        hidden_states = self.attend(attn, hidden_states, encoder_hidden_states)
 
-        hidden_states = _MultiHeadAttention.apply(query, key, value, attn.heads, float(attn.scale))
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
         if image_layout:
@@ -95,6 +98,24 @@ class FusedAttentionProcessor:
         if attn.residual_connection:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
+
+
+class FusedAttentionProcessor(ExportAttentionProcessor):
+    """A diffusers attention processor for export (self- and cross-attention without masks): the
+    attention is one MultiHeadAttention node."""
+
+    what = "fused attention export"
+    instead = "; use --attention plain"
+
+    def attend(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None) -> torch.Tensor:
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+        return _MultiHeadAttention.apply(query, key, value, attn.heads, float(attn.scale))
 
 
 def use_fused_attention(module: torch.nn.Module) -> int:

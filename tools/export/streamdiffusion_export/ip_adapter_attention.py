@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .fused_attention import FusedAttentionProcessor, _MultiHeadAttention
+from .fused_attention import ExportAttentionProcessor, FusedAttentionProcessor, _MultiHeadAttention
 from .ip_adapter import TEXT_TOKENS, ip_processors
 
 
@@ -70,13 +70,16 @@ def _attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, head
     return out.transpose(1, 2).reshape(batch, tokens, width)
 
 
-class IPAdapterExportProcessor(torch.nn.Module):
+class IPAdapterExportProcessor(ExportAttentionProcessor, torch.nn.Module):
     """Cross-attention with IP-Adapter image tokens and the scale read from :class:`IPAdapterScales`.
 
-    Takes over diffusers' processor's ``to_k_ip``/``to_v_ip`` (one adapter). Mirrors
-    ``IPAdapterAttnProcessor2_0`` step by step (spatial/group norm, cross norm of the text, output
-    projection, residual, rescale); masks are refused.
+    Takes over diffusers' processor's ``to_k_ip``/``to_v_ip`` (one adapter). The steps around the
+    attention are :class:`~.fused_attention.ExportAttentionProcessor`'s, which are
+    ``IPAdapterAttnProcessor2_0``'s; masks are refused. (That base comes first, so its ``__call__`` is
+    the processor call, not ``torch.nn.Module``'s; the module only holds the weights.)
     """
+
+    what = "IP-Adapter export"
 
     def __init__(self, source: Any, layer: int, scales: IPAdapterScales, fused: bool) -> None:
         super().__init__()
@@ -89,31 +92,10 @@ class IPAdapterExportProcessor(torch.nn.Module):
         #: Shared by every layer (a plain attribute: it holds no weights).
         self.scales = scales
 
-    def __call__(
-        self,
-        attn: Any,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        """The cross-attention over text and image tokens (diffusers' processor signature)."""
-        if attention_mask is not None:
-            raise ValueError("IP-Adapter export does not support attention masks")
+    def attend(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None) -> torch.Tensor:
+        """Text attention plus the layer's scale times the image-token attention."""
         if encoder_hidden_states is None:
             raise ValueError("an IP-Adapter layer needs encoder_hidden_states (77 text tokens + the image tokens)")
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        image_layout = hidden_states.ndim == 4
-        if image_layout:
-            batch, channels, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
         query = attn.to_q(hidden_states)
         text = encoder_hidden_states[:, :TEXT_TOKENS]
         image = encoder_hidden_states[:, TEXT_TOKENS:]
@@ -121,15 +103,7 @@ class IPAdapterExportProcessor(torch.nn.Module):
             text = attn.norm_encoder_hidden_states(text)
         hidden_states = _attention(query, attn.to_k(text), attn.to_v(text), attn.heads, self.fused)
         image_states = _attention(query, self.to_k_ip[0](image), self.to_v_ip[0](image), attn.heads, self.fused)
-        hidden_states = hidden_states + self.scales.column(self.layer, image_states.dtype) * image_states
-
-        hidden_states = attn.to_out[0](hidden_states)
-        hidden_states = attn.to_out[1](hidden_states)
-        if image_layout:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channels, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        return hidden_states + self.scales.column(self.layer, image_states.dtype) * image_states
 
 
 def use_ip_adapter_export_processors(unet: torch.nn.Module, attention: str) -> tuple[IPAdapterScales, list[str]]:
