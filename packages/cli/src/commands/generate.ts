@@ -6,7 +6,7 @@
  */
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { writeImage, type StreamDiffusionResult } from '@streamdiffusion/core';
+import { writeImage, type RgbImage, type StreamDiffusionResult } from '@streamdiffusion/core';
 import { Command } from 'commander';
 import { CliError, EXIT_CODES, report, type Io } from '../io.js';
 import { openPipeline, withPipelineFlags } from '../pipeline-options.js';
@@ -31,6 +31,15 @@ export async function inputImages(paths: readonly string[]): Promise<string[]> {
   }
   return found;
 }
+
+/** Writes one output image, making its folder. */
+async function save(path: string, image: RgbImage): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeImage(path, image);
+}
+
+/** The last line of both commands. */
+const summary = (count: number, device: string): string => `${count} image${count === 1 ? '' : 's'} on ${device}`;
 
 /** Where output k of `count` goes: `out` itself when it names one image file, else a file in the folder `out`. */
 function outputPath(out: string, count: number, name: string): string {
@@ -64,8 +73,7 @@ export function img2imgCommand(io: Io): Command {
         if (result === undefined) throw new CliError(`${file}: no output`, EXIT_CODES.failed);
         const image = result.images[0];
         if (image === undefined) throw new CliError(`${file}: no output`, EXIT_CODES.failed);
-        await mkdir(dirname(outputs[index]!), { recursive: true });
-        await writeImage(outputs[index]!, image);
+        await save(outputs[index]!, image);
         written.push({ input: file, output: outputs[index]!, ms: performance.now() - started });
       }
     } finally {
@@ -73,7 +81,7 @@ export function img2imgCommand(io: Io): Command {
     }
     report(io, command, { command: 'img2img', device: pipeline.runtime.device.device, images: written }, [
       ...written.map((item) => `${item.input} → ${item.output} (${item.ms.toFixed(0)} ms)`),
-      `${written.length} image${written.length === 1 ? '' : 's'} on ${pipeline.runtime.device.device}`,
+      summary(written.length, pipeline.runtime.device.device),
     ]);
   });
 }
@@ -88,6 +96,8 @@ export function txt2imgCommand(io: Io): Command {
     const count = Number(options.count);
     if (!Number.isInteger(count) || count < 1) throw new CliError(`--count: expected an integer ≥ 1, got ${JSON.stringify(options.count)}`, EXIT_CODES.usage);
     const out = String(options.out);
+    // Every output path before the model loads: a wrong --out fails at once.
+    const outputs = Array.from({ length: count }, (_, index) => outputPath(out, count, `txt2img-${index + 1}`));
     const pipeline = await openPipeline(options);
     const written: { output: string; ms: number }[] = [];
     try {
@@ -100,17 +110,15 @@ export function txt2imgCommand(io: Io): Command {
           result = await pipeline.stream.txt2img();
           calls += 1;
         } while (!result.warm && calls < steps + 1);
-        const output = outputPath(out, count, `txt2img-${index + 1}`);
-        await mkdir(dirname(output), { recursive: true });
-        await writeImage(output, result.images[0]!);
-        written.push({ output, ms: performance.now() - started });
+        await save(outputs[index]!, result.images[0]!);
+        written.push({ output: outputs[index]!, ms: performance.now() - started });
       }
     } finally {
       await pipeline.close();
     }
     report(io, command, { command: 'txt2img', device: pipeline.runtime.device.device, images: written }, [
       ...written.map((item) => `→ ${item.output} (${item.ms.toFixed(0)} ms)`),
-      `${written.length} image${written.length === 1 ? '' : 's'} on ${pipeline.runtime.device.device}`,
+      summary(written.length, pipeline.runtime.device.device),
     ]);
   });
 }
