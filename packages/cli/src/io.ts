@@ -19,6 +19,8 @@ export const EXIT_CODES = Object.freeze({
   usage: 2,
   /** The input is wrong: a parameter out of range, a bad config file, model folder or image. */
   invalid: 3,
+  /** A service is out of reach: the Hugging Face hub (offline?), or a transfer broke off (run again to resume). */
+  unavailable: 4,
 });
 
 /** An error the command reports with its own exit code. */

@@ -42,7 +42,8 @@ export function createProgram(io: Io): Command {
 /**
  * Runs the command line `argv` (without node and the script) and returns the exit code: 0 done,
  * 1 failed while running, 2 bad usage (unknown command or flag, a flag value of the wrong kind),
- * 3 invalid input (a parameter, config file, model folder or image that is not right).
+ * 3 invalid input (a parameter, config file, model folder or image that is not right), 4 a service
+ * out of reach (the Hugging Face hub, offline, or a download that broke off: run again to resume).
  */
 export async function run(argv: readonly string[], io: Io): Promise<number> {
   const program = createProgram(io);
