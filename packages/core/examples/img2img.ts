@@ -1,8 +1,9 @@
 /**
- * The main job: img2img with StreamDiffusion on an image, written to a PNG.
+ * img2img with StreamDiffusion on an image, written to a PNG, in a page of code: the library's API
+ * as a program uses it (the `streamdiffusion img2img` command does the same job from the shell).
  *
- *   pnpm start                                     # the bundled tiny model and example image
- *   pnpm start -- --model <folder> --image in.jpg --out out.png --device webgpu --prompt "a cat" --size 512 [--frames 30]
+ *   pnpm example                                     # the bundled tiny model and example image
+ *   pnpm example -- --model <folder> --image in.jpg --out out.png --device webgpu --prompt "a cat" --size 512 [--frames 30]
  *
  * `--frames N` runs N calls (at least n, the warm-up) and prints the median time of the warm ones.
  *

@@ -3,8 +3,8 @@
  * picked and why and what the model can do, then run each model once (prompt → text embeddings →
  * one UNet step on a noisy latent → VAE decode) and print timings and value ranges.
  *
- *   pnpm start                                  # the tiny bundled model
- *   pnpm start -- --model <folder> --device webgpu --prompt "a cat" [--size 512] [--repeat 20]
+ *   pnpm inspect                                  # the tiny bundled model
+ *   pnpm inspect -- --model <folder> --device webgpu --prompt "a cat" [--size 512] [--repeat 20]
  *
  * First calls include graph preparation (and shader compilation on a GPU); `--repeat N` runs the UNet
  * and the decoder N more times and prints their median, the warm time.
@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { createRuntime, hostTensor, loadModel, type DeviceRequest } from '../src/index.js';
 
 const { values } = parseArgs({
-  // `pnpm start -- --flag` passes the `--` through.
+  // `pnpm inspect -- --flag` passes the `--` through.
   args: process.argv.slice(2).filter((argument) => argument !== '--'),
   options: {
     model: { type: 'string', default: fileURLToPath(new URL('../../../fixtures/models/tiny-sd-turbo', import.meta.url)) },

@@ -9,7 +9,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { writeImage, type RgbImage, type StreamDiffusionResult } from '@streamdiffusion/core';
 import { Command } from 'commander';
 import { CliError, EXIT_CODES, report, type Io } from '../io.js';
-import { openPipeline, withPipelineFlags } from '../pipeline-options.js';
+import { openPipeline, withPipelineFlags, type OpenPipeline } from '../pipeline-options.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
 const OUTPUT_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg']);
@@ -38,8 +38,11 @@ async function save(path: string, image: RgbImage): Promise<void> {
   await writeImage(path, image);
 }
 
-/** The last line of both commands. */
-const summary = (count: number, device: string): string => `${count} image${count === 1 ? '' : 's'} on ${device}`;
+/** The last lines of both commands: how many, at what size, and where they ran (and why there). */
+const summary = (count: number, pipeline: OpenPipeline): string[] => [
+  `${count} image${count === 1 ? '' : 's'} ${pipeline.config.width}×${pipeline.config.height}, t_index_list [${pipeline.config.t_index_list.join(', ')}], on ${pipeline.runtime.device.device}`,
+  `  device: ${pipeline.runtime.device.reason}`,
+];
 
 /** Where output k of `count` goes: `out` itself when it names one image file, else a file in the folder `out`. */
 function outputPath(out: string, count: number, name: string): string {
@@ -81,7 +84,7 @@ export function img2imgCommand(io: Io): Command {
     }
     report(io, command, { command: 'img2img', device: pipeline.runtime.device.device, images: written }, [
       ...written.map((item) => `${item.input} → ${item.output} (${item.ms.toFixed(0)} ms)`),
-      summary(written.length, pipeline.runtime.device.device),
+      ...summary(written.length, pipeline),
     ]);
   });
 }
@@ -118,7 +121,7 @@ export function txt2imgCommand(io: Io): Command {
     }
     report(io, command, { command: 'txt2img', device: pipeline.runtime.device.device, images: written }, [
       ...written.map((item) => `→ ${item.output} (${item.ms.toFixed(0)} ms)`),
-      summary(written.length, pipeline.runtime.device.device),
+      ...summary(written.length, pipeline),
     ]);
   });
 }
