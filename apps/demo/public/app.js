@@ -13,7 +13,7 @@ const socket = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}:/
 socket.binaryType = 'blob';
 
 /** What the page knows: the output size, the parameters in force, frames in flight. */
-const state = { width: 512, height: 512, parameters: {}, inFlight: 0, sentAt: [], frames: 0, lastUrl: undefined };
+const state = { ready: false, width: 512, height: 512, parameters: {}, inFlight: 0, sentAt: [], frames: 0, lastUrl: undefined };
 /** Exposed for tests and the curious: the last messages and counters. */
 window.demo = { state, updates: [], errors: [] };
 
@@ -25,9 +25,9 @@ function setStatus(text, stateName) {
   $('status').dataset.state = stateName;
 }
 
-/** Sends the current video frame (scaled and cropped to the pipeline's size) when none is in flight. */
+/** Sends the current video frame (scaled and cropped to the pipeline's size) once greeted, when none is in flight. */
 function sendFrame() {
-  if (socket.readyState !== WebSocket.OPEN || state.inFlight > 0 || video.readyState < 2 || video.videoWidth === 0) return;
+  if (!state.ready || socket.readyState !== WebSocket.OPEN || state.inFlight > 0 || video.readyState < 2 || video.videoWidth === 0) return;
   canvas.width = state.width;
   canvas.height = state.height;
   const scale = Math.max(state.width / video.videoWidth, state.height / video.videoHeight);
@@ -164,7 +164,7 @@ socket.addEventListener('message', (event) => {
   }
   const data = JSON.parse(event.data);
   if (data.type === 'hello') {
-    Object.assign(state, { width: data.width, height: data.height, parameters: data.parameters });
+    Object.assign(state, { ready: true, width: data.width, height: data.height, parameters: data.parameters });
     buildControls(data.controls);
     setStatus(`connected — ${data.width}×${data.height}`, 'open');
   } else if (data.type === 'frame') {

@@ -1,14 +1,15 @@
 // The demo in a real browser: Debian's chromium driven by playwright-core, headless, with a fake
 // camera fed from a generated video; the page talks to a real `streamdiffusion serve` on the tiny
-// model. Frames must come back, a control change must reach the pipeline, the page must show no
-// errors; a screenshot is kept in test-artifacts/.
+// model (and, with a config file, on a model with a ControlNet and an IP-Adapter). Frames must come
+// back, control changes must reach the pipeline, the page must show no errors; screenshots are kept
+// in test-artifacts/.
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openModel, startServer, type OpenModel, type StreamServer } from '@streamdiffusion/cli';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const fromRoot = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
@@ -27,6 +28,42 @@ function y4m(width: number, height: number, frames: number): Buffer {
     parts.push(Buffer.from('FRAME\n'), luma, chroma, Buffer.alloc((width / 2) * (height / 2), 100));
   }
   return Buffer.concat(parts);
+}
+
+interface DemoWindow {
+  readonly demo: { readonly state: { readonly frames: number }; readonly updates: { applied: string[]; parameters: Record<string, unknown> }[]; readonly errors: string[] };
+}
+const framesShown = (page: Page): Promise<number> => page.evaluate(() => (globalThis as unknown as DemoWindow).demo.state.frames);
+/** Waits until the page has shown `count` frames; on a timeout the error says what the page reported. */
+async function waitForFrames(page: Page, count: number, problems: readonly string[] = []): Promise<void> {
+  try {
+    await page.waitForFunction((least) => (globalThis as unknown as DemoWindow).demo.state.frames >= least, count, { timeout: 60_000 });
+  } catch (error) {
+    const seen = await page.evaluate(() => (globalThis as unknown as DemoWindow).demo);
+    const texts = await Promise.all(['#status', '#message'].map((selector) => page.locator(selector).textContent()));
+    throw new Error(`${count} frames did not come: the page shows ${JSON.stringify({ frames: seen.state.frames, errors: seen.errors, status: texts[0], message: texts[1] })}; its console: ${JSON.stringify(problems)}`, { cause: error });
+  }
+}
+/** The next `updated` answer after `seen` of them. */
+async function nextUpdate(page: Page, seen: number): Promise<{ applied: string[]; parameters: Record<string, unknown> }> {
+  const handle = await page.waitForFunction((count) => (globalThis as unknown as DemoWindow).demo.updates[count], seen, { timeout: 30_000 });
+  return (await handle.jsonValue()) as { applied: string[]; parameters: Record<string, unknown> };
+}
+/** Moves a slider as a hand does: one value, one change event. */
+const slide = (slider: Locator, value: string): Promise<void> =>
+  slider.evaluate((element, to) => {
+    const input = element as unknown as { value: string; dispatchEvent(event: unknown): boolean };
+    input.value = to;
+    input.dispatchEvent(new Event('change'));
+  }, value);
+/** Console errors and page errors, as they happen. */
+function problemsOf(page: Page): string[] {
+  const problems: string[] = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
+  });
+  return problems;
 }
 
 describe.skipIf(CHROMIUM === undefined && process.env.CI === undefined)('the demo page in chromium (fake camera, tiny model, CPU)', () => {
@@ -89,5 +126,62 @@ describe.skipIf(CHROMIUM === undefined && process.env.CI === undefined)('the dem
     await page.screenshot({ path: fromRoot('test-artifacts/demo.png') });
     expect(await page.evaluate(() => (globalThis as unknown as { demo: { errors: string[] } }).demo.errors)).toEqual([]);
     expect(problems).toEqual([]);
+  });
+
+  it('with a ControlNet and an IP-Adapter (config file): their scale sliders and the style image apply live', async () => {
+    // micro-sd-turbo with a UNet that takes both ControlNet residuals and IP-Adapter tokens.
+    const folder = join(directory, 'micro-ip-controlnet');
+    await cp(fromRoot('fixtures/models/micro-sd-turbo-ipadapter'), folder, { recursive: true });
+    await rm(join(folder, 'unet'), { recursive: true });
+    await cp(fromRoot('fixtures/ip-adapters/micro-regular-controlnet-unet'), join(folder, 'unet'), { recursive: true });
+    const config = join(directory, 'both.json');
+    await writeFile(
+      config,
+      JSON.stringify({
+        model_id: folder,
+        t_index_list: [32],
+        width: 64,
+        height: 64,
+        prompt: 'a lighthouse',
+        controlnets: [{ model_id: fromRoot('fixtures/controlnets/micro-canny'), conditioning_scale: 0.5, preprocessor: 'canny' }],
+        ipadapters: [{ ipadapter_model_path: folder, style_image: fromRoot('fixtures/images/style.png'), scale: 0.7 }],
+      }),
+    );
+    const both = await openModel({ config, device: 'cpu' });
+    const bothServer = await startServer(both, { host: '127.0.0.1', port: 0, staticDir: fromRoot('apps/demo/public') });
+    try {
+      const page = await browser.newPage();
+      const problems = problemsOf(page);
+      await page.goto(bothServer.url.replace(/^ws/, 'http').replace(/\/stream$/, '/'));
+      await waitForFrames(page, 2, problems);
+
+      const controlnet = page.locator('input[name="controlnet-0-scale"]');
+      await expect(controlnet.inputValue()).resolves.toBe('0.5');
+      await slide(controlnet, '1.2');
+      const first = await nextUpdate(page, 0);
+      expect(first.applied).toEqual(['controlnets']);
+      expect(first.parameters.controlnets).toMatchObject([{ conditioning_scale: 1.2, preprocessor: 'canny' }]);
+
+      const scale = page.locator('input[name="ip-adapter-scale"]');
+      await expect(scale.inputValue()).resolves.toBe('0.7');
+      await slide(scale, '0.3');
+      const second = await nextUpdate(page, 1);
+      expect(second.applied).toEqual(['ipadapters']);
+      expect(second.parameters.ipadapters).toMatchObject([{ scale: 0.3 }]);
+
+      // A new style image from a file: sent as a data URL, embedded beside the running stream.
+      await page.locator('input[name="ip-adapter-style"]').setInputFiles(fromRoot('fixtures/images/example.png'));
+      const third = await nextUpdate(page, 2);
+      expect(third.applied).toEqual(['ipadapters']);
+      expect(String((third.parameters.ipadapters as { style_image: string }[])[0]!.style_image)).toMatch(/^data:image\/png;base64,/);
+
+      await waitForFrames(page, (await framesShown(page)) + 2, problems);
+      await page.screenshot({ path: fromRoot('test-artifacts/demo-controlnet-ip-adapter.png') });
+      expect(await page.evaluate(() => (globalThis as unknown as DemoWindow).demo.errors)).toEqual([]);
+      expect(problems).toEqual([]);
+    } finally {
+      await bothServer.close();
+      await both.close();
+    }
   });
 });

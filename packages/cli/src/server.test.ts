@@ -104,4 +104,50 @@ describe('streamdiffusion serve (WebSocket, tiny model, CPU)', () => {
     await new Promise((done) => setTimeout(done, 200));
     expect(server.clients()).toBe(0);
   });
+
+  it('keeps what a client sends while its pipeline is still being made, and disposes of the pipeline of a client that left meanwhile', async () => {
+    // A pipeline that takes a while to make (as one with an IP-Adapter does: it embeds the style image).
+    const made: { dispose(): Promise<void> }[] = [];
+    let disposed = 0;
+    const slow: OpenModel = {
+      ...opened,
+      pipeline: async () => {
+        await new Promise((done) => setTimeout(done, 300));
+        const stream = await opened.pipeline();
+        made.push(stream);
+        const dispose = stream.dispose.bind(stream);
+        stream.dispose = async () => {
+          disposed += 1;
+          await dispose();
+        };
+        return stream;
+      },
+    };
+    const lines: string[] = [];
+    const slowServer = await startServer(slow, { host: '127.0.0.1', port: 0, log: (line) => lines.push(line) });
+    try {
+      // A frame and an update sent before the greeting are answered after it.
+      const client = await connect(slowServer.url);
+      client.socket.send(frame);
+      client.socket.send(JSON.stringify({ type: 'update', parameters: { prompt: 'early' } }));
+      await client.until(4);
+      expect(client.messages[0]).toMatchObject({ type: 'hello' });
+      expect(client.messages.slice(1).filter((message) => !Buffer.isBuffer(message))).toEqual(
+        expect.arrayContaining([expect.objectContaining({ type: 'frame', index: 0 }), expect.objectContaining({ type: 'updated', applied: ['prompt'] })]),
+      );
+      expect(client.messages.filter((message) => Buffer.isBuffer(message))).toHaveLength(1);
+      client.socket.close();
+
+      // A client that leaves before its pipeline is ready: the pipeline is disposed of when it comes.
+      const gone = await connect(slowServer.url);
+      gone.socket.close();
+      await new Promise((done) => setTimeout(done, 600));
+      expect(made).toHaveLength(2);
+      expect(disposed).toBe(2);
+      expect(lines).toContain('client left before its pipeline was ready');
+      expect(slowServer.clients()).toBe(0);
+    } finally {
+      await slowServer.close();
+    }
+  });
 });

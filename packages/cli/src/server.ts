@@ -62,12 +62,26 @@ const bytesOf = (data: RawData): Buffer => (Array.isArray(data) ? Buffer.concat(
 
 /** Serves one client: its own pipeline and frame stream, until the socket closes. */
 async function serveClient(socket: WebSocket, opened: OpenModel, log: (line: string) => void): Promise<void> {
+  // Listen from the first moment: what the client sends while its pipeline is being made (which
+  // can take a while: an IP-Adapter embeds its style image) is handled once it is ready, and a
+  // client that leaves meanwhile is noticed.
+  const closed = new Promise<void>((done) => socket.once('close', () => done()));
+  const early: [RawData, boolean][] = [];
+  const keep = (data: RawData, binary: boolean): void => void early.push([data, binary]);
+  socket.on('message', keep);
   let stream: StreamDiffusion;
   try {
     stream = await opened.pipeline();
   } catch (error) {
     send(socket, { type: 'error', message: (error as Error).message });
     socket.close(1011, 'no pipeline');
+    return;
+  } finally {
+    socket.off('message', keep);
+  }
+  if (socket.readyState !== socket.OPEN) {
+    await stream.dispose();
+    log('client left before its pipeline was ready');
     return;
   }
   const frames = createFrameStream<Buffer, Buffer>({
@@ -90,7 +104,7 @@ async function serveClient(socket: WebSocket, opened: OpenModel, log: (line: str
   })();
   send(socket, { type: 'hello', protocol: PROTOCOL, width: stream.width, height: stream.height, parameters: stream.getState(), controls: controlsSchema(stream) });
 
-  socket.on('message', (data, binary) => {
+  const handle = (data: RawData, binary: boolean): void => {
     if (binary) {
       frames.push(bytesOf(data));
       return;
@@ -113,8 +127,10 @@ async function serveClient(socket: WebSocket, opened: OpenModel, log: (line: str
         (result) => send(socket, { type: 'updated', applied: result.applied, needsReload: result.needsReload, parameters: stream.getState() }),
         (error: unknown) => send(socket, { type: 'error', message: (error as Error).message }),
       );
-  });
-  await new Promise<void>((done) => socket.once('close', () => done()));
+  };
+  socket.on('message', handle);
+  for (const [data, binary] of early) handle(data, binary);
+  await closed;
   await frames.dispose();
   await delivering;
   await stream.dispose();
