@@ -44,6 +44,16 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          name: 'comfy-nodes',
+          root: './packages/comfy-nodes',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'cli',
           root: './packages/cli',
           include: ['src/**/*.test.ts'],

@@ -7,5 +7,5 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'node20',
-  external: ['@streamdiffusion/core', '@streamdiffusion/controlnet', '@streamdiffusion/ip-adapter'],
+  external: ['@streamdiffusion/core', '@streamdiffusion/controlnet', '@streamdiffusion/ip-adapter', '@streamdiffusion/comfy-nodes'],
 });

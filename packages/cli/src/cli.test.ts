@@ -23,7 +23,7 @@ describe('the streamdiffusion command', () => {
   });
 
   describe('--help', () => {
-    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['models', 'pull'], ['export'], ['bench'], ['serve'], ['stream']]) {
+    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['models', 'pull'], ['comfy', 'generate'], ['comfy', 'install'], ['export'], ['bench'], ['serve'], ['stream']]) {
       it(`prints the help of ${['streamdiffusion', ...command].join(' ')} (flags generated from the parameter schema)`, async () => {
         const { code, stdout } = await cli(...command, '--help');
         expect(code).toBe(EXIT_CODES.ok);
@@ -171,5 +171,20 @@ describe('the streamdiffusion command', () => {
     expect(result.fps).toBeGreaterThan(0);
     expect(Object.keys(result.models)).toEqual(expect.arrayContaining(['unet', 'vae_encoder', 'vae_decoder']));
     expect((await cli('bench', ...small, '--frames', 'many')).code).toBe(EXIT_CODES.usage);
+  });
+
+  it('comfy install writes the node pack into a ComfyUI’s custom_nodes, with the sidecar and its packages; a folder without main.py exits 3', async () => {
+    const comfyui = join(directory, 'ComfyUI');
+    await mkdir(comfyui, { recursive: true });
+    await writeFile(join(comfyui, 'main.py'), '');
+    const { code, stdout, stderr } = await cli('comfy', 'install', comfyui, '--link-modules', '--json');
+    expect(code, stderr).toBe(EXIT_CODES.ok);
+    const result = JSON.parse(stdout) as { dir: string; files: string[]; schemaHash: string };
+    expect(result.dir).toBe(join(comfyui, 'custom_nodes', 'streamdiffusion_nodes'));
+    expect(result.files).toEqual(expect.arrayContaining(['__init__.py', 'nodes.py', 'streamdiffusion_runtime.py', 'pyproject.toml', 'sidecar/sidecar.mjs']));
+    for (const name of ['onnxruntime-node', 'sharp']) expect((await readdir(join(result.dir, 'sidecar', 'node_modules'))).includes(name), name).toBe(true);
+    const notComfy = await cli('comfy', 'install', join(directory, 'nowhere'), '--link-modules');
+    expect(notComfy.code).toBe(EXIT_CODES.invalid);
+    expect(notComfy.stderr).toContain('not a ComfyUI folder (no main.py)');
   });
 });

@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { StreamDiffusionError } from '@streamdiffusion/core';
 import { benchCommand } from './commands/bench.js';
+import { comfyCommand } from './commands/comfy.js';
 import { configCommand } from './commands/config-validate.js';
 import { exportCommand } from './commands/export.js';
 import { img2imgCommand, txt2imgCommand } from './commands/generate.js';
@@ -32,7 +33,8 @@ export function createProgram(io: Io): Command {
     .addCommand(modelsCommand(io))
     .addCommand(exportCommand(io))
     .addCommand(benchCommand(io))
-    .addCommand(serveCommand(io));
+    .addCommand(serveCommand(io))
+    .addCommand(comfyCommand(io));
   // Every command reports through io and throws instead of exiting, so run() decides the exit code.
   const all = (command: Command): Command[] => [command, ...command.commands.flatMap(all)];
   for (const command of all(program)) command.exitOverride().configureOutput(output);

@@ -1,0 +1,197 @@
+/**
+ * The node pack's nodes, made from the zod schemas of the pipeline and the wrappers (DESIGN §5: one
+ * schema per parameter set is the single source): each schema field becomes a widget of the ComfyUI
+ * type its JSON Schema says (number → FLOAT, integer → INT, enum → COMBO, boolean → BOOLEAN, text →
+ * STRING; integer lists as "32,45" text, structured values as JSON text), with its range, default
+ * and description. The Python classes, the expected `/object_info` entries and the schema hash that
+ * the pack and the sidecar compare all come from this catalogue.
+ */
+import { DEVICE_REQUESTS, hotParametersShape, reloadParametersShape } from '@streamdiffusion/core';
+import { controlNetEntrySchema, PREPROCESSOR_NAMES } from '@streamdiffusion/controlnet';
+import { ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
+import { z } from 'zod';
+
+/** The custom socket types handles travel in. */
+export const SOCKET_TYPES = Object.freeze({
+  pipeline: 'STREAMDIFFUSION_PIPELINE',
+  controlnet: 'STREAMDIFFUSION_CONTROLNET',
+  ipadapter: 'STREAMDIFFUSION_IPADAPTER',
+});
+
+export type WidgetType = 'INT' | 'FLOAT' | 'STRING' | 'BOOLEAN' | 'COMBO';
+export type SocketType = 'IMAGE' | (typeof SOCKET_TYPES)[keyof typeof SOCKET_TYPES];
+
+/** How the runtime turns an input's value into what the sidecar takes. */
+export type InputEncoding = 'plain' | 'int-list' | 'json' | 'optional-text';
+
+export interface InputSpec {
+  /** The input's id: the schema key it sets. */
+  readonly id: string;
+  readonly type: WidgetType | SocketType;
+  readonly tooltip: string;
+  readonly optional: boolean;
+  readonly default?: string | number | boolean;
+  readonly min?: number;
+  readonly max?: number;
+  readonly step?: number;
+  readonly multiline?: boolean;
+  readonly options?: readonly string[];
+  readonly encoding: InputEncoding;
+}
+
+export interface OutputSpec {
+  /** Unique among the node's inputs and outputs (ComfyUI checks): `<name>_out`. */
+  readonly id: string;
+  readonly type: SocketType;
+  readonly displayName: string;
+  readonly tooltip: string;
+}
+
+/** What a node does; the runtime module implements each. */
+export type NodeAction = 'load' | 'controlnet' | 'ipadapter' | 'sample' | 'update';
+
+export interface NodeSpec {
+  readonly id: string;
+  readonly displayName: string;
+  readonly category: string;
+  readonly description: string;
+  readonly action: NodeAction;
+  readonly inputs: readonly InputSpec[];
+  readonly outputs: readonly OutputSpec[];
+  /** Runs every time, never from ComfyUI's cache (the sampler: each queued prompt is a new frame). */
+  readonly notIdempotent: boolean;
+}
+
+interface JsonProperty {
+  readonly type?: string;
+  readonly description?: string;
+  readonly default?: unknown;
+  readonly minimum?: number;
+  readonly maximum?: number;
+  readonly enum?: readonly unknown[];
+  readonly items?: JsonProperty;
+  readonly anyOf?: readonly JsonProperty[];
+}
+
+/** ComfyUI's INT widget is a 64-bit value in the UI; JavaScript's safe integers bound ours. */
+const SAFE = Number.MAX_SAFE_INTEGER;
+
+/** The JSON Schema properties of a zod object (input side: defaults included). */
+function propertiesOf(schema: z.ZodType): Readonly<Record<string, JsonProperty>> {
+  return (z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as { properties?: Record<string, JsonProperty> }).properties ?? {};
+}
+
+/** One schema field as a widget input. */
+function widget(id: string, property: JsonProperty, overrides: Partial<InputSpec> = {}): InputSpec {
+  const tooltip = property.description ?? id;
+  const base = { id, tooltip, optional: false };
+  let spec: InputSpec;
+  if (property.enum !== undefined) {
+    spec = { ...base, type: 'COMBO', options: property.enum.map(String), ...(typeof property.default === 'string' || typeof property.default === 'number' ? { default: String(property.default) } : {}), encoding: 'plain' };
+  } else if (property.type === 'boolean') {
+    spec = { ...base, type: 'BOOLEAN', default: property.default === true, encoding: 'plain' };
+  } else if (property.type === 'integer') {
+    spec = { ...base, type: 'INT', default: Number(property.default ?? 0), min: Math.max(property.minimum ?? -SAFE, -SAFE), max: Math.min(property.maximum ?? SAFE, SAFE), step: 1, encoding: 'plain' };
+  } else if (property.type === 'number') {
+    spec = { ...base, type: 'FLOAT', default: Number(property.default ?? 0), min: property.minimum ?? -1e9, max: property.maximum ?? 1e9, step: 0.01, encoding: 'plain' };
+  } else if (property.type === 'string') {
+    spec = { ...base, type: 'STRING', default: typeof property.default === 'string' ? property.default : '', encoding: 'plain' };
+  } else if (property.type === 'array' && (property.items?.type === 'integer' || property.items?.type === 'number')) {
+    const fallback = Array.isArray(property.default) ? (property.default as unknown[]).join(',') : '';
+    spec = { ...base, type: 'STRING', tooltip: `${tooltip} (comma-separated)`, default: fallback, encoding: 'int-list' };
+  } else {
+    // Structured values (prompt blending, preprocessor parameters): JSON text; empty leaves it unset.
+    const fallback = property.default === undefined ? '' : JSON.stringify(property.default);
+    spec = { ...base, type: 'STRING', tooltip: `${tooltip} (JSON; empty: not set)`, default: fallback, optional: true, encoding: 'json' };
+  }
+  return { ...spec, ...overrides };
+}
+
+/** Widgets for the fields of `properties`, in order, leaving out `omit`. */
+function widgets(properties: Readonly<Record<string, JsonProperty>>, omit: readonly string[], overrides: Readonly<Record<string, Partial<InputSpec>>> = {}): InputSpec[] {
+  return Object.entries(properties)
+    .filter(([key]) => !omit.includes(key))
+    .map(([key, property]) => widget(key, property, overrides[key]));
+}
+
+const CATEGORY = 'StreamDiffusion';
+const MULTILINE = { prompt: { multiline: true }, negative_prompt: { multiline: true } } as const;
+
+const pipelineInput = (tooltip: string): InputSpec => ({ id: 'pipeline', type: SOCKET_TYPES.pipeline, tooltip, optional: false, encoding: 'plain' });
+const pipelineOutput: OutputSpec = { id: 'pipeline_out', type: SOCKET_TYPES.pipeline, displayName: 'pipeline', tooltip: 'The pipeline handle: feed it to StreamDiffusion Sampler or Update parameters.' };
+
+/** Every node of the pack, in menu order. */
+export function nodeCatalogue(): readonly NodeSpec[] {
+  const hot = propertiesOf(z.object(hotParametersShape));
+  const reload = propertiesOf(z.object(reloadParametersShape));
+  const controlnet = propertiesOf(controlNetEntrySchema);
+  const ipadapter = propertiesOf(ipAdapterEntrySchema('paths'));
+  return [
+    {
+      id: 'StreamDiffusionLoadPipeline',
+      displayName: 'Load StreamDiffusion pipeline',
+      category: CATEGORY,
+      description: 'Loads a model folder (made by the export tool) into the StreamDiffusion sidecar and gives a pipeline handle. ComfyUI caches it: re-queued prompts reuse the loaded pipeline.',
+      action: 'load',
+      inputs: [
+        { id: 'model', type: 'STRING', tooltip: 'The model folder (ONNX layout: model_index.json, unet/, vae_*/, text_encoder/, …), an absolute path or one relative to ComfyUI’s models/streamdiffusion folder.', optional: false, default: '', encoding: 'plain' },
+        { id: 'device', type: 'COMBO', tooltip: 'Where the models run: auto picks the best this machine has.', optional: false, options: [...DEVICE_REQUESTS], default: 'auto', encoding: 'plain' },
+        ...widgets(reload, []),
+        ...widgets(hot, [], MULTILINE),
+        { id: 'controlnet', type: SOCKET_TYPES.controlnet, tooltip: 'ControlNets (a chain of StreamDiffusion ControlNet nodes).', optional: true, encoding: 'plain' },
+        { id: 'ipadapter', type: SOCKET_TYPES.ipadapter, tooltip: 'An IP-Adapter (the StreamDiffusion IP-Adapter node).', optional: true, encoding: 'plain' },
+      ],
+      outputs: [pipelineOutput],
+      notIdempotent: false,
+    },
+    {
+      id: 'StreamDiffusionControlNet',
+      displayName: 'StreamDiffusion ControlNet',
+      category: CATEGORY,
+      description: 'Adds a ControlNet to a chain (connect the previous one to "controlnet"); the chain goes to Load StreamDiffusion pipeline.',
+      action: 'controlnet',
+      inputs: [
+        ...widgets(controlnet, [], { preprocessor: { type: 'COMBO', options: [...PREPROCESSOR_NAMES], default: 'passthrough' }, preprocessor_model: { optional: true, encoding: 'optional-text', tooltip: `${controlnet.preprocessor_model?.description ?? ''} (empty: none)` } }),
+        { id: 'controlnet', type: SOCKET_TYPES.controlnet, tooltip: 'ControlNets before this one in the chain.', optional: true, encoding: 'plain' },
+      ],
+      outputs: [{ id: 'controlnet_out', type: SOCKET_TYPES.controlnet, displayName: 'controlnet', tooltip: 'The chain with this ControlNet added.' }],
+      notIdempotent: false,
+    },
+    {
+      id: 'StreamDiffusionIPAdapter',
+      displayName: 'StreamDiffusion IP-Adapter',
+      category: CATEGORY,
+      description: 'An IP-Adapter with its style image (an IMAGE input, or a file path); goes to Load StreamDiffusion pipeline.',
+      action: 'ipadapter',
+      inputs: [
+        ...widgets(ipadapter, ['type', 'style_images', 'composition_scale'], {
+          image_encoder_path: { optional: true, encoding: 'optional-text', tooltip: `${ipadapter.image_encoder_path?.description ?? ''} (empty: the default)` },
+          style_image: { optional: true, encoding: 'optional-text', tooltip: 'The style image as a file path (empty: use the style_image_pixels input).' },
+        }),
+        { id: 'style_image_pixels', type: 'IMAGE', tooltip: 'The style image from another node (its first image); used instead of the style_image path.', optional: true, encoding: 'plain' },
+      ],
+      outputs: [{ id: 'ipadapter_out', type: SOCKET_TYPES.ipadapter, displayName: 'ipadapter', tooltip: 'The IP-Adapter, for Load StreamDiffusion pipeline.' }],
+      notIdempotent: false,
+    },
+    {
+      id: 'StreamDiffusionUpdateParameters',
+      displayName: 'StreamDiffusion update parameters',
+      category: CATEGORY,
+      description: 'Changes the hot parameters of a pipeline (prompt, guidance, t_index_list, seed, …) without reloading it; the sampler applies them between two frames.',
+      action: 'update',
+      inputs: [pipelineInput('The pipeline to change.'), ...widgets(hot, [], MULTILINE)],
+      outputs: [pipelineOutput],
+      notIdempotent: false,
+    },
+    {
+      id: 'StreamDiffusionSampler',
+      displayName: 'StreamDiffusion Sampler',
+      category: CATEGORY,
+      description: 'Runs img2img on every image of the batch, in order, as consecutive frames of the stream (never cached: each queued prompt is the next frame).',
+      action: 'sample',
+      inputs: [pipelineInput('The pipeline to run.'), { id: 'image', type: 'IMAGE', tooltip: 'The frames (a batch is consecutive frames).', optional: false, encoding: 'plain' }],
+      outputs: [{ id: 'image_out', type: 'IMAGE', displayName: 'IMAGE', tooltip: 'The transformed frames, at the pipeline’s width and height.' }],
+      notIdempotent: true,
+    },
+  ];
+}

@@ -1,0 +1,40 @@
+/**
+ * The sidecar's wire format, the same over stdin/stdout and over a TCP socket: each message is an
+ * 8-byte header (the JSON part's length and the binary part's length, both big-endian uint32), then
+ * the JSON (UTF-8), then the binary part (frames as uint8 RGB, no copies through JSON). Requests are
+ * `{ id, method, params }`; answers `{ id, ok: true, result }` or `{ id, ok: false, error: { message } }`.
+ */
+
+export interface Message {
+  readonly json: Record<string, unknown>;
+  readonly binary: Uint8Array;
+}
+
+/** One message as bytes. */
+export function encodeMessage(json: Record<string, unknown>, binary: Uint8Array = new Uint8Array(0)): Buffer {
+  const text = Buffer.from(JSON.stringify(json), 'utf8');
+  const header = Buffer.alloc(8);
+  header.writeUInt32BE(text.length, 0);
+  header.writeUInt32BE(binary.byteLength, 4);
+  return Buffer.concat([header, text, binary]);
+}
+
+/** Messages out of a byte stream, however it is chunked. */
+export async function* decodeMessages(chunks: AsyncIterable<Buffer>): AsyncGenerator<Message> {
+  let pending: Buffer = Buffer.alloc(0);
+  for await (const chunk of chunks) {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    for (;;) {
+      if (pending.length < 8) break;
+      const jsonLength = pending.readUInt32BE(0);
+      const binaryLength = pending.readUInt32BE(4);
+      const total = 8 + jsonLength + binaryLength;
+      if (pending.length < total) break;
+      const json = JSON.parse(pending.subarray(8, 8 + jsonLength).toString('utf8')) as unknown;
+      if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('a message’s JSON part must be an object');
+      yield { json: json as Record<string, unknown>, binary: new Uint8Array(pending.subarray(8 + jsonLength, total)) };
+      pending = pending.subarray(total);
+    }
+  }
+  if (pending.length > 0) throw new Error(`the stream ended inside a message (${pending.length} bytes left)`);
+}

@@ -1,0 +1,206 @@
+/**
+ * What the sidecar does for the nodes: one pipeline per handle (a handle is the load request
+ * itself, so a sidecar that restarted after a crash makes the pipeline again from it), every call
+ * re-validated with the zod schemas, hot parameters applied between two frames, frames in and out
+ * as uint8 RGB. Transport-free: main.ts feeds it messages from stdin or a socket.
+ */
+import { createHash } from 'node:crypto';
+import {
+  configToStreamDiffusionOptions,
+  createRuntime,
+  createStreamDiffusion,
+  DEVICE_REQUESTS,
+  hotParametersShape,
+  loadModel,
+  streamDiffusionConfigSchema,
+  streamParametersShape,
+  withoutDefaults,
+  type AnyUNetWrapperV1,
+  type LoadedModel,
+  type RgbImage,
+  type Runtime,
+  type StreamDiffusion,
+} from '@streamdiffusion/core';
+import { controlNetEntrySchema, createControlNet } from '@streamdiffusion/controlnet';
+import { createIpAdapter, ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
+import { z } from 'zod';
+import { PROTOCOL_VERSION, schemaHash } from '../catalogue/schema-hash.js';
+
+/** A request the nodes got wrong: the message names the field, the value and what was expected. */
+export class RequestError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RequestError';
+  }
+}
+
+/** Style images travel as `{ width, height, channels, base64 }` (uint8 RGB) inside the JSON. */
+const pixelsSchema = z.object({ width: z.number().int().positive(), height: z.number().int().positive(), channels: z.literal(3), base64: z.string() }).strict();
+
+const loadSchema = z
+  .object({
+    model: z.string().min(1).describe('the model folder'),
+    device: z.enum(DEVICE_REQUESTS),
+    parameters: z.object(streamParametersShape).partial().strict(),
+    controlnets: z.array(controlNetEntrySchema).default([]),
+    ipadapters: z.array(z.record(z.string(), z.unknown())).max(1, { message: 'one IP-Adapter per pipeline' }).default([]),
+  })
+  .strict();
+export type LoadRequest = z.input<typeof loadSchema>;
+
+// Only the keys given: a default must not reset what an earlier update set.
+const hotSchema = z.object(withoutDefaults(hotParametersShape)).partial().strict();
+const sampleSchema = z.object({ handle: loadSchema, hot: hotSchema.default({}), frames: z.number().int().positive(), width: z.number().int().positive(), height: z.number().int().positive() }).strict();
+
+const describeValue = (value: unknown): string => (value === undefined ? 'nothing' : (JSON.stringify(value) ?? typeof value).slice(0, 80));
+
+/** Parses with a schema, or throws a RequestError naming the first bad field, its value and the rule. */
+function parse<Schema extends z.ZodType>(schema: Schema, value: unknown, what: string): z.output<Schema> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const at = issue.path.reduce<unknown>((node, key) => (typeof node === 'object' && node !== null ? (node as Record<PropertyKey, unknown>)[key] : undefined), value);
+  throw new RequestError(`${what}: ${issue.path.join('.') || '(request)'}: ${issue.message} (got ${describeValue(at)})`);
+}
+
+/** An IP-Adapter entry with its pixel style image made an RgbImage, then checked by the adapter's schema. */
+function ipAdapterEntry(entry: Readonly<Record<string, unknown>>, index: number): z.output<ReturnType<typeof ipAdapterEntrySchema>> {
+  const image = entry.style_image;
+  const withPixels =
+    typeof image === 'object' && image !== null
+      ? (() => {
+          const pixels = parse(pixelsSchema, image, `ipadapters.${index}.style_image`);
+          const data = new Uint8Array(Buffer.from(pixels.base64, 'base64'));
+          if (data.length !== pixels.width * pixels.height * 3) throw new RequestError(`ipadapters.${index}.style_image: ${data.length} bytes for ${pixels.width}×${pixels.height} RGB`);
+          return { ...entry, style_image: { data, width: pixels.width, height: pixels.height, channels: 3 } satisfies RgbImage };
+        })()
+      : entry;
+  return parse(ipAdapterEntrySchema('paths-or-pixels'), withPixels, `ipadapters.${index}`);
+}
+
+/** The handle of a load request: a hash of what it asks for (so equal requests share a pipeline). */
+export const handleOf = (request: unknown): string => `sd-${createHash('sha256').update(JSON.stringify(request)).digest('hex').slice(0, 16)}`;
+
+interface Entry {
+  readonly stream: StreamDiffusion;
+  readonly device: string;
+  /** The hot parameters last applied (JSON), so an unchanged set costs nothing. */
+  applied: string;
+}
+
+export interface SidecarService {
+  /** Answers one request: its result and the binary part of the answer. */
+  handle(method: string, params: unknown, binary: Uint8Array): Promise<{ readonly result: Record<string, unknown>; readonly binary?: Uint8Array }>;
+  dispose(): Promise<void>;
+}
+
+export function createSidecarService(options: { readonly log?: (line: string) => void } = {}): SidecarService {
+  const log = options.log ?? (() => undefined);
+  const runtimes = new Map<string, Promise<Runtime>>();
+  const models = new Map<string, Promise<LoadedModel>>();
+  const pipelines = new Map<string, Promise<Entry>>();
+
+  const runtimeFor = (device: (typeof DEVICE_REQUESTS)[number]): Promise<Runtime> => {
+    let runtime = runtimes.get(device);
+    if (runtime === undefined) {
+      runtime = createRuntime({ device });
+      runtimes.set(device, runtime);
+      runtime.catch(() => runtimes.delete(device));
+    }
+    return runtime;
+  };
+
+  const modelFor = (device: (typeof DEVICE_REQUESTS)[number], folder: string): Promise<LoadedModel> => {
+    const key = `${device}\0${folder}`;
+    let model = models.get(key);
+    if (model === undefined) {
+      model = runtimeFor(device).then((runtime) => loadModel({ runtime, folder }));
+      models.set(key, model);
+      model.catch(() => models.delete(key));
+    }
+    return model;
+  };
+
+  /** The pipeline of a load request, made once. */
+  const pipelineFor = (raw: unknown): { readonly handle: string; readonly entry: Promise<Entry> } => {
+    const request = parse(loadSchema, raw, 'load');
+    const handle = handleOf(raw);
+    let entry = pipelines.get(handle);
+    if (entry === undefined) {
+      entry = (async () => {
+        const config = parse(streamDiffusionConfigSchema, { ...request.parameters, model_id: request.model }, 'parameters');
+        const ipadapters = request.ipadapters.map(ipAdapterEntry);
+        const model = await modelFor(request.device, request.model);
+        const wrappers: AnyUNetWrapperV1[] = [];
+        if (request.controlnets.length > 0 || model.capabilities.controlNet !== null) wrappers.push(createControlNet({ controlnets: request.controlnets }));
+        if (ipadapters.length > 0) wrappers.push(await createIpAdapter({ ipadapters }));
+        const make = async (): Promise<StreamDiffusion> => await createStreamDiffusion({ model, wrappers, ...configToStreamDiffusionOptions(config) });
+        const stream = await make();
+        log(`pipeline ${handle}: ${request.model} on ${model.runtime.device.device}, ${stream.width}×${stream.height}`);
+        return { stream, device: model.runtime.device.device, applied: JSON.stringify({}) };
+      })();
+      pipelines.set(handle, entry);
+      entry.catch(() => pipelines.delete(handle));
+    }
+    return { handle, entry };
+  };
+
+  return {
+    async handle(method, params, binary) {
+      switch (method) {
+        case 'hello':
+          return { result: { protocol: PROTOCOL_VERSION, schemaHash: schemaHash(), pid: process.pid } };
+        case 'load': {
+          const { handle, entry } = pipelineFor(params);
+          const { stream, device } = await entry;
+          return { result: { handle, width: stream.width, height: stream.height, device } };
+        }
+        case 'check_update': {
+          const { parameters } = parse(z.object({ parameters: z.unknown() }).strict(), params, 'update');
+          return { result: { parameters: parse(hotSchema, parameters, 'update') } };
+        }
+        case 'sample': {
+          const request = parse(sampleSchema, params, 'sample');
+          const { handle, entry: pending } = pipelineFor((params as { handle: unknown }).handle);
+          const entry = await pending;
+          const { stream } = entry;
+          const hot = JSON.stringify(request.hot);
+          if (hot !== entry.applied) {
+            await stream.update(request.hot);
+            entry.applied = hot;
+          }
+          const frameBytes = request.width * request.height * 3;
+          if (binary.byteLength !== request.frames * frameBytes) throw new RequestError(`sample: ${binary.byteLength} bytes of frames for ${request.frames} × ${request.width}×${request.height} RGB (${request.frames * frameBytes} expected)`);
+          const out = new Uint8Array(request.frames * stream.width * stream.height * 3);
+          for (let index = 0; index < request.frames; index += 1) {
+            const frame: RgbImage = { data: binary.subarray(index * frameBytes, (index + 1) * frameBytes), width: request.width, height: request.height, channels: 3 };
+            const result = await stream.img2img(frame);
+            out.set(result.images[0]!.data, index * stream.width * stream.height * 3);
+          }
+          return { result: { handle, frames: request.frames, width: stream.width, height: stream.height }, binary: out };
+        }
+        case 'dispose': {
+          const { handle } = parse(z.object({ handle: z.string() }).strict(), params, 'dispose');
+          const entry = pipelines.get(handle);
+          pipelines.delete(handle);
+          if (entry !== undefined) await (await entry).stream.dispose();
+          return { result: { disposed: entry !== undefined } };
+        }
+        case 'crash':
+          // For the tests of what the nodes do when the sidecar dies mid-prompt.
+          if (process.env.STREAMDIFFUSION_SIDECAR_TEST === '1') process.exit(70);
+          throw new RequestError('crash: only in tests (STREAMDIFFUSION_SIDECAR_TEST=1)');
+        default:
+          throw new RequestError(`unknown method ${JSON.stringify(method)}; expected hello, load, check_update, sample or dispose`);
+      }
+    },
+    async dispose() {
+      for (const entry of pipelines.values()) await (await entry.catch(() => undefined))?.stream.dispose();
+      for (const model of models.values()) await (await model.catch(() => undefined))?.dispose();
+      for (const runtime of runtimes.values()) await (await runtime.catch(() => undefined))?.dispose();
+      pipelines.clear();
+      models.clear();
+      runtimes.clear();
+    },
+  };
+}
