@@ -137,10 +137,13 @@ class Sidecar:
 
     def _drain_stderr(self) -> None:
         assert self.process is not None and self.process.stderr is not None
-        for raw in self.process.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.stderr_tail.append(line)
-            log.info("%s", line)
+        try:
+            for raw in self.process.stderr:
+                line = raw.decode("utf-8", "replace").rstrip()
+                self.stderr_tail.append(line)
+                log.info("%s", line)
+        except (OSError, ValueError):
+            pass  # close() closed the pipe after the sidecar exited
 
     def alive(self) -> bool:
         return self.sock is not None or (self.process is not None and self.process.poll() is None)
