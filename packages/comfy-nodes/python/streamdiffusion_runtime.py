@@ -32,6 +32,14 @@ class SidecarError(RuntimeError):
     """The sidecar could not be started, died, or speaks another schema."""
 
 
+class SidecarRequestError(ValueError):
+    """The sidecar refused a request (a bad value: the message names it); `name` is its error class."""
+
+    def __init__(self, message: str, name: str):
+        super().__init__(message)
+        self.name = name
+
+
 def configure_from_comfy() -> None:
     """Reads ComfyUI's models folder (for model paths relative to models/streamdiffusion)."""
     global _models_dir
@@ -161,7 +169,8 @@ class Sidecar:
         if answer.get("id") != request_id:
             raise SidecarError(f"the sidecar answered request {answer.get('id')} to request {request_id}")
         if not answer.get("ok"):
-            raise ValueError(answer.get("error", {}).get("message", "the sidecar failed without a message"))
+            error = answer.get("error", {})
+            raise SidecarRequestError(error.get("message", "the sidecar failed without a message"), error.get("name", "Error"))
         return answer.get("result", {}), data
 
     def _died(self, method: str, error: Exception) -> SidecarError:
@@ -287,6 +296,19 @@ def frames_to_image(data: bytes, count: int, height: int, width: int):
     return frames.to(torch.float32) / 255.0
 
 
+def sample_frames(schema_hash: str, handle: dict, data: bytes, count: int, height: int, width: int) -> tuple[dict, bytes]:
+    """Frames (uint8 RGB) through a pipeline, named by its handle. A sidecar that does not know the
+    handle (it started after the load: a crash, a restart) is sent the load request once, then the frames."""
+    params = {"handle": handle["handle"], "hot": handle["hot"], "frames": count, "width": width, "height": height}
+    try:
+        return call(schema_hash, "sample", params, data)
+    except SidecarRequestError as error:
+        if error.name != "UnknownHandleError":
+            raise
+    call(schema_hash, "load", handle["request"])
+    return call(schema_hash, "sample", params, data)
+
+
 def run_node(action: str, inputs: dict, encodings: dict, schema_hash: str) -> tuple:
     """What each node does; returns its outputs."""
     values = decode_inputs(inputs, encodings)
@@ -319,6 +341,6 @@ def run_node(action: str, inputs: dict, encodings: dict, schema_hash: str) -> tu
     if action == "sample":
         handle = inputs["pipeline"]
         data, count, height, width = image_to_frames(inputs["image"])
-        result, out = call(schema_hash, "sample", {"handle": handle["request"], "hot": handle["hot"], "frames": count, "width": width, "height": height}, data)
+        result, out = sample_frames(schema_hash, handle, data, count, height, width)
         return (frames_to_image(out, result["frames"], result["height"], result["width"]),)
     raise ValueError(f"unknown node action {action!r}")

@@ -90,22 +90,22 @@ def frames(count, width, height):
 class SidecarTest(unittest.TestCase):
     def setUp(self):
         self.hash = schema_hash_of_pack()
-        self.request = {"model": MODEL, "device": "cpu", "parameters": {"width": 64, "height": 64, "t_index_list": [20, 40], "cfg_type": "none", "prompt": "a lighthouse"}, "controlnets": [], "ipadapters": []}
+        self.load_inputs = {"model": MODEL, "device": "cpu", "width": 64, "height": 64, "t_index_list": "20,40", "cfg_type": "none", "prompt": "a lighthouse"}
 
     def tearDown(self):
         runtime._close_sidecar()
         runtime._sidecar = None
 
     def test_loads_a_pipeline_and_transforms_a_batch_of_frames(self):
-        (handle,) = runtime.run_node("load", {"model": MODEL, "device": "cpu", "width": 64, "height": 64, "t_index_list": "20,40", "cfg_type": "none", "prompt": "a lighthouse"}, {"t_index_list": "int-list"}, self.hash)
+        (handle,) = runtime.run_node("load", self.load_inputs, {"t_index_list": "int-list"}, self.hash)
         self.assertEqual((handle["width"], handle["height"]), (64, 64))
         self.assertRegex(handle["handle"], r"^sd-[0-9a-f]{16}$")
         data = frames(3, 80, 48)
-        result, out = runtime.call(self.hash, "sample", {"handle": handle["request"], "hot": {}, "frames": 3, "width": 80, "height": 48}, data)
+        result, out = runtime.sample_frames(self.hash, handle, data, 3, 48, 80)
         self.assertEqual((result["frames"], result["width"], result["height"]), (3, 64, 64))
         self.assertEqual(len(out), 3 * 64 * 64 * 3)
         # The same load request is the same pipeline (ComfyUI re-queues the same prompt every frame).
-        (again,) = runtime.run_node("load", {"model": MODEL, "device": "cpu", "width": 64, "height": 64, "t_index_list": "20,40", "cfg_type": "none", "prompt": "a lighthouse"}, {"t_index_list": "int-list"}, self.hash)
+        (again,) = runtime.run_node("load", self.load_inputs, {"t_index_list": "int-list"}, self.hash)
         self.assertEqual(again["handle"], handle["handle"])
 
     def test_update_is_validated_by_the_sidecar_and_names_the_field(self):
@@ -129,12 +129,18 @@ class SidecarTest(unittest.TestCase):
     def test_after_a_crash_the_failing_call_says_so_and_the_next_one_works(self):
         os.environ["STREAMDIFFUSION_SIDECAR_TEST"] = "1"
         try:
+            (handle,) = runtime.run_node("load", self.load_inputs, {"t_index_list": "int-list"}, self.hash)
             first = runtime.sidecar(self.hash)
             pid = first.process.pid
             with self.assertRaisesRegex(runtime.SidecarError, r"stopped during crash \(exit code 70"):
                 runtime.call(self.hash, "crash", {})
-            # The next prompt starts a new sidecar, and the pipeline is made again from the handle.
-            result, out = runtime.call(self.hash, "sample", {"handle": self.request, "hot": {}, "frames": 1, "width": 64, "height": 64}, frames(1, 64, 64))
+            # The new sidecar does not know the handle (frames carry only its id)…
+            params = {"handle": handle["handle"], "hot": {}, "frames": 1, "width": 64, "height": 64}
+            with self.assertRaises(runtime.SidecarRequestError) as refused:
+                runtime.call(self.hash, "sample", params, frames(1, 64, 64))
+            self.assertEqual(refused.exception.name, "UnknownHandleError")
+            # …so the next prompt's sampler sends the load request once, and the pipeline is made again.
+            result, out = runtime.sample_frames(self.hash, handle, frames(1, 64, 64), 1, 64, 64)
             self.assertNotEqual(runtime._sidecar.process.pid, pid)
             self.assertEqual(len(out), 64 * 64 * 3)
         finally:

@@ -50,7 +50,9 @@ export type LoadRequest = z.input<typeof loadSchema>;
 
 // Only the keys given: a default must not reset what an earlier update set.
 const hotSchema = z.object(withoutDefaults(hotParametersShape)).partial().strict();
-const sampleSchema = z.object({ handle: loadSchema, hot: hotSchema.default({}), frames: z.number().int().positive(), width: z.number().int().positive(), height: z.number().int().positive() }).strict();
+// Frames name their pipeline by handle only: the load request (an IP-Adapter's style image can be a
+// megabyte of base64) crosses the pipe and is validated once, at load, not with every frame.
+const sampleSchema = z.object({ handle: z.string(), hot: hotSchema.default({}), frames: z.number().int().positive(), width: z.number().int().positive(), height: z.number().int().positive() }).strict();
 
 const describeValue = (value: unknown): string => (value === undefined ? 'nothing' : (JSON.stringify(value) ?? typeof value).slice(0, 80));
 
@@ -76,6 +78,14 @@ function ipAdapterEntry(entry: Readonly<Record<string, unknown>>, index: number)
         })()
       : entry;
   return parse(ipAdapterEntrySchema('paths-or-pixels'), withPixels, `ipadapters.${index}`);
+}
+
+/** A sample for a pipeline this sidecar does not have (it restarted since the load): load it again, then sample. */
+export class UnknownHandleError extends RequestError {
+  constructor(handle: string) {
+    super(`sample: no pipeline ${handle} in this sidecar (it started after the load): load it again`);
+    this.name = 'UnknownHandleError';
+  }
 }
 
 /** The handle of a load request: a hash of what it asks for (so equal requests share a pipeline). */
@@ -161,7 +171,9 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
         }
         case 'sample': {
           const request = parse(sampleSchema, params, 'sample');
-          const { handle, entry: pending } = pipelineFor((params as { handle: unknown }).handle);
+          const { handle } = request;
+          const pending = pipelines.get(handle);
+          if (pending === undefined) throw new UnknownHandleError(handle);
           const entry = await pending;
           const { stream } = entry;
           const hot = JSON.stringify(request.hot);
