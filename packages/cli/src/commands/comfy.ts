@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { generatePack, installPack } from '@streamdiffusion/comfy-nodes';
 import { Command } from 'commander';
-import { CliError, EXIT_CODES, report, wantsJson, type Io } from '../io.js';
+import { report, wantsJson, type Io } from '../io.js';
 
 export function comfyCommand(io: Io): Command {
   const comfy = new Command('comfy').description('The ComfyUI node pack: generate it, or install it into a ComfyUI.');
@@ -30,12 +30,8 @@ export function comfyCommand(io: Io): Command {
     .argument('<comfyui>', 'the ComfyUI folder (the one with main.py)')
     .option('--link-modules', 'link this installation’s onnxruntime-node and sharp instead of installing them with npm (no network)')
     .action(async (comfyui: string, options: { linkModules?: boolean }, command: Command) => {
-      let pack;
-      try {
-        pack = await installPack(resolve(comfyui), { modules: options.linkModules === true ? 'link' : 'npm', log: progress(command) });
-      } catch (error) {
-        throw new CliError((error as Error).message, /not a ComfyUI folder/.test((error as Error).message) ? EXIT_CODES.invalid : EXIT_CODES.failed);
-      }
+      // Not a ComfyUI folder is a StreamDiffusionError (exit 3); an npm failure exits 1.
+      const pack = await installPack(resolve(comfyui), { modules: options.linkModules === true ? 'link' : 'npm', log: progress(command) });
       report(io, command, { command: 'comfy install', ...pack }, [`${pack.dir}: installed (schema ${pack.schemaHash}); restart ComfyUI to load the StreamDiffusion nodes`]);
     });
   return comfy;

@@ -5,24 +5,16 @@
  * in `sidecar/package.json` for `npm install`, which `streamdiffusion comfy install` runs).
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { existsSync, realpathSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { nodeCatalogue } from '../catalogue/node-catalogue.js';
 import { expectedObjectInfo } from '../catalogue/object-info.js';
 import { schemaHash } from '../catalogue/schema-hash.js';
+import { findPackage, packageRoot, sidecarNativePackage } from './package-paths.js';
 import { renderInitPy, renderNodesPy, renderPyproject, type PackMetadata } from './render-python.js';
 
 /** The folder name ComfyUI loads the pack under (custom_nodes/<name>). */
 export const PACK_NAME = 'streamdiffusion_nodes';
-
-/** This package's root folder (from src/ or dist/). */
-function packageRoot(): string {
-  for (let folder = dirname(fileURLToPath(import.meta.url)); ; folder = dirname(folder)) {
-    if (existsSync(join(folder, 'python', 'streamdiffusion_runtime.py'))) return folder;
-    if (dirname(folder) === folder) throw new Error('@streamdiffusion/comfy-nodes: python/streamdiffusion_runtime.py not found beside the package');
-  }
-}
 
 export interface GenerateOptions {
   /** Bundle the sidecar into sidecar/ (default true; the golden-file tests leave it out). */
@@ -35,15 +27,6 @@ export interface GeneratedPack {
   readonly schemaHash: string;
   /** The files written, relative to dir. */
   readonly files: readonly string[];
-}
-
-/** A package's folder as Node would find it from `from`: the nearest node_modules/<name> upwards. */
-function findPackage(from: string, name: string): string {
-  for (let folder = from; ; folder = dirname(folder)) {
-    const candidate = join(folder, 'node_modules', name);
-    if (existsSync(join(candidate, 'package.json'))) return realpathSync(candidate);
-    if (dirname(folder) === folder) throw new Error(`${name} not found from ${from}`);
-  }
 }
 
 /** Bundles the sidecar (and core's inference worker beside it) into `<dir>/sidecar`. */
@@ -71,7 +54,7 @@ async function bundleSidecar(dir: string, root: string): Promise<string[]> {
   });
   // The runtime looks for its worker as inference-worker.js beside itself.
   await cp(join(dir, 'sidecar', 'inference-worker.mjs'), join(dir, 'sidecar', 'inference-worker.js'));
-  const versionOf = async (name: string): Promise<string> => (JSON.parse(await readFile(join(findPackage(core, name), 'package.json'), 'utf8')) as { version: string }).version;
+  const versionOf = async (name: string): Promise<string> => (JSON.parse(await readFile(join(sidecarNativePackage(name), 'package.json'), 'utf8')) as { version: string }).version;
   const manifest = {
     name: 'streamdiffusion-comfy-sidecar',
     private: true,

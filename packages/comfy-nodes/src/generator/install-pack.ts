@@ -4,24 +4,14 @@
  * npm from the registry (`sidecar/package.json`) or linked from this installation (no network).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, rm, stat, symlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { StreamDiffusionError } from '@streamdiffusion/core';
 import { generatePack, PACK_NAME, type GeneratedPack } from './generate-pack.js';
+import { sidecarNativePackage } from './package-paths.js';
 
 /** The sidecar's native packages. */
 export const SIDECAR_NATIVE_PACKAGES = Object.freeze(['onnxruntime-node', 'sharp']);
-
-/** A package's folder, found from this module upwards (through core, which depends on both). */
-function installedPackage(name: string): string {
-  for (let folder = dirname(fileURLToPath(import.meta.url)); ; folder = dirname(folder)) {
-    for (const base of [join(folder, 'node_modules'), join(folder, 'node_modules', '@streamdiffusion', 'core', 'node_modules')]) {
-      if (existsSync(join(base, name, 'package.json'))) return realpathSync(join(base, name));
-    }
-    if (dirname(folder) === folder) throw new Error(`${name} is not installed beside @streamdiffusion/comfy-nodes`);
-  }
-}
 
 /** Links this installation's native packages into `<pack>/sidecar/node_modules`. */
 export async function linkSidecarModules(packDir: string): Promise<void> {
@@ -29,7 +19,7 @@ export async function linkSidecarModules(packDir: string): Promise<void> {
   await mkdir(modules, { recursive: true });
   for (const name of SIDECAR_NATIVE_PACKAGES) {
     await rm(join(modules, name), { recursive: true, force: true });
-    await symlink(installedPackage(name), join(modules, name), 'dir');
+    await symlink(sidecarNativePackage(name), join(modules, name), 'dir');
   }
 }
 
@@ -55,10 +45,13 @@ export interface InstallOptions {
   readonly log?: (line: string) => void;
 }
 
-/** Generates the pack into a ComfyUI's custom_nodes folder and installs its sidecar's packages. */
+/**
+ * Generates the pack into a ComfyUI's custom_nodes folder and installs its sidecar's packages.
+ * @throws {StreamDiffusionError} (code `not-comfyui`) when `comfyDir` has no main.py.
+ */
 export async function installPack(comfyDir: string, options: InstallOptions): Promise<GeneratedPack> {
   const customNodes = join(comfyDir, 'custom_nodes');
-  if (!(await stat(join(comfyDir, 'main.py')).catch(() => undefined))?.isFile()) throw new Error(`${comfyDir}: not a ComfyUI folder (no main.py)`);
+  if (!(await stat(join(comfyDir, 'main.py')).catch(() => undefined))?.isFile()) throw new StreamDiffusionError({ code: 'not-comfyui', message: `${comfyDir}: not a ComfyUI folder (no main.py)` });
   const dir = join(customNodes, PACK_NAME);
   await rm(dir, { recursive: true, force: true });
   const pack = await generatePack(dir, { ...(options.log === undefined ? {} : { log: options.log }) });
