@@ -187,4 +187,18 @@ describe('the streamdiffusion command', () => {
     expect(notComfy.code).toBe(EXIT_CODES.invalid);
     expect(notComfy.stderr).toContain('not a ComfyUI folder (no main.py)');
   });
+
+  it('checks integer and number flags before anything loads, naming the flag (exit code 2)', async () => {
+    const cases: [string[], string][] = [
+      [['serve', ...small, '--port', '70000'], '--port: expected an integer 0–65535, got "70000"'],
+      [['txt2img', ...small, '--count', '0'], '--count: expected an integer ≥ 1, got "0"'],
+      [['stream', EXAMPLE, '--out', join(directory, 'never.mp4'), ...small, '--max-frames', '2.5'], '--max-frames: expected an integer ≥ 1, got "2.5"'],
+      [['stream', EXAMPLE, '--out', join(directory, 'never.mp4'), ...small, '--fps', 'fast'], '--fps: expected a positive number, got "fast"'],
+    ];
+    for (const [argv, message] of cases) {
+      const { code, stderr } = await cli(...argv);
+      expect(code, argv.join(' ')).toBe(EXIT_CODES.usage);
+      expect(stderr).toContain(message);
+    }
+  });
 });

@@ -173,12 +173,15 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   } catch (error) {
     throw hubError(error, context, `listing ${options.repo}`);
   }
-  const included = picomatch(options.include === undefined || options.include.length === 0 ? ['**'] : [...options.include], { dot: true });
-  const excluded = picomatch([...(options.include === undefined || options.include.length === 0 ? DEFAULT_EXCLUDE : []), ...(options.exclude ?? [])], { dot: true });
-  const selected = listed.filter((entry) => included(entry.path) && !excluded(entry.path));
-  const skipped = listed.filter((entry) => !selected.includes(entry)).map((entry) => entry.path);
+  // --include replaces the default selection (and its exclusions); --exclude always applies.
+  const include = options.include !== undefined && options.include.length > 0 ? options.include : undefined;
+  const included = picomatch(include === undefined ? ['**'] : [...include], { dot: true });
+  const excluded = picomatch([...(include === undefined ? DEFAULT_EXCLUDE : []), ...(options.exclude ?? [])], { dot: true });
+  const chosen = (entry: ListFileEntry): boolean => included(entry.path) && !excluded(entry.path);
+  const selected = listed.filter(chosen);
+  const skipped = listed.filter((entry) => !chosen(entry)).map((entry) => entry.path);
   if (selected.length === 0) {
-    throw new PullError(`${options.repo}@${revision}: no file to pull (${listed.length} in the repo, ${skipped.length} left out by the selection${options.include === undefined ? '' : ` --include ${options.include.join(' ')}`})`, 'invalid');
+    throw new PullError(`${options.repo}@${revision}: no file to pull (${listed.length} in the repo, ${skipped.length} left out by the selection${include === undefined ? '' : ` --include ${include.join(' ')}`})`, 'invalid');
   }
 
   // What is already there (checked by hash) and what is left to fetch.

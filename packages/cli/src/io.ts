@@ -42,3 +42,13 @@ export function report(io: Io, command: Command, result: Record<string, unknown>
   if (wantsJson(command)) io.stdout(`${JSON.stringify({ ok: true, ...result }, null, 2)}\n`);
   else for (const line of lines) io.stdout(`${line}\n`);
 }
+
+/** An integer flag's value in [min, max], or a usage error naming the flag and what it got. */
+export function integerFlag(flag: string, text: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `${min}–${max}`;
+    throw new CliError(`--${flag}: expected an integer ${range}, got ${JSON.stringify(text)}`, EXIT_CODES.usage);
+  }
+  return value;
+}

@@ -5,14 +5,8 @@
  */
 import { FRAME_STAGES, measureStream, movingPattern } from '@streamdiffusion/core';
 import { Command, Option } from 'commander';
-import { CliError, EXIT_CODES, report, type Io } from '../io.js';
+import { integerFlag, report, type Io } from '../io.js';
 import { openPipeline, withPipelineFlags } from '../pipeline-options.js';
-
-const count = (name: string, text: unknown): number => {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0) throw new CliError(`--${name}: expected an integer ≥ 0, got ${JSON.stringify(text)}`, EXIT_CODES.usage);
-  return value;
-};
 
 export function benchCommand(io: Io): Command {
   return withPipelineFlags(
@@ -22,8 +16,8 @@ export function benchCommand(io: Io): Command {
       .option('--warmup <n>', 'calls before measuring (shader compilation, buffers filling)', '5')
       .addOption(new Option('--mode <mode>', 'what each call does').choices(['img2img', 'txt2img']).default('img2img')),
   ).action(async (options: Record<string, unknown>, command: Command) => {
-    const frames = count('frames', options.frames);
-    const warmup = count('warmup', options.warmup);
+    const frames = integerFlag('frames', options.frames, 0);
+    const warmup = integerFlag('warmup', options.warmup, 0);
     const started = performance.now();
     const pipeline = await openPipeline(options);
     const loadMs = performance.now() - started;

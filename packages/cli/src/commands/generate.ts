@@ -8,7 +8,7 @@ import { mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { writeImage, type RgbImage, type StreamDiffusionResult } from '@streamdiffusion/core';
 import { Command } from 'commander';
-import { CliError, EXIT_CODES, report, type Io } from '../io.js';
+import { CliError, EXIT_CODES, integerFlag, report, type Io } from '../io.js';
 import { openPipeline, withPipelineFlags, type OpenPipeline } from '../pipeline-options.js';
 
 const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp']);
@@ -96,8 +96,7 @@ export function txt2imgCommand(io: Io): Command {
       .option('--out <path>', 'output folder (txt2img-<k>.png), or a .png/.jpg file for one image', 'out')
       .option('--count <n>', 'how many images (the stream goes on: each is the next output)', '1'),
   ).action(async (options: Record<string, unknown>, command: Command) => {
-    const count = Number(options.count);
-    if (!Number.isInteger(count) || count < 1) throw new CliError(`--count: expected an integer ≥ 1, got ${JSON.stringify(options.count)}`, EXIT_CODES.usage);
+    const count = integerFlag('count', options.count, 1);
     const out = String(options.out);
     // Every output path before the model loads: a wrong --out fails at once.
     const outputs = Array.from({ length: count }, (_, index) => outputPath(out, count, `txt2img-${index + 1}`));

@@ -1,6 +1,6 @@
 /** `serve`: the WebSocket server the demo talks to (see src/server.ts for the protocol), until Ctrl-C. */
 import { Command } from 'commander';
-import { CliError, EXIT_CODES, type Io } from '../io.js';
+import { integerFlag, type Io } from '../io.js';
 import { openModel, withPipelineFlags } from '../pipeline-options.js';
 import { startServer } from '../server.js';
 
@@ -12,8 +12,7 @@ export function serveCommand(io: Io): Command {
       .option('--port <port>', 'port to listen on (0: any free one)', '8787')
       .option('--static <folder>', 'serve this folder over HTTP at the same address (the demo page: apps/demo/public)'),
   ).action(async (options: Record<string, unknown>) => {
-    const port = Number(options.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--port: expected an integer 0–65535, got ${JSON.stringify(options.port)}`, EXIT_CODES.usage);
+    const port = integerFlag('port', options.port, 0, 65535);
     const opened = await openModel(options);
     try {
       const staticDir = typeof options.static === 'string' ? options.static : undefined;

@@ -11,7 +11,7 @@ import { dirname, resolve } from 'node:path';
 import type { RgbImage } from '@streamdiffusion/core';
 import { SingleBar } from 'cli-progress';
 import { Command } from 'commander';
-import { CliError, EXIT_CODES, report, wantsJson, type Io } from '../io.js';
+import { CliError, EXIT_CODES, integerFlag, report, wantsJson, type Io } from '../io.js';
 import { openPipeline, withPipelineFlags } from '../pipeline-options.js';
 
 /** Runs ffmpeg/ffprobe and resolves with its exit code and output; -1 when it is not there. */
@@ -60,8 +60,8 @@ export function streamCommand(io: Io): Command {
   ).action(async (input: string | undefined, options: Record<string, unknown>, command: Command) => {
     const ffmpeg = String(options.ffmpeg);
     if ((input === undefined) === (options.camera === undefined)) throw new CliError('stream: give an input video file or --camera <device> (one of them)', EXIT_CODES.usage);
-    const maxFrames = options.maxFrames === undefined ? Number.POSITIVE_INFINITY : Number(options.maxFrames);
-    if (!(maxFrames > 0)) throw new CliError(`--max-frames: expected a positive integer, got ${JSON.stringify(options.maxFrames)}`, EXIT_CODES.usage);
+    const maxFrames = options.maxFrames === undefined ? Number.POSITIVE_INFINITY : integerFlag('max-frames', options.maxFrames, 1);
+    if (options.fps !== undefined && !(Number(options.fps) > 0)) throw new CliError(`--fps: expected a positive number, got ${JSON.stringify(options.fps)}`, EXIT_CODES.usage);
     const probe = await runTool(ffmpeg, ['-version']);
     if (probe.code !== 0) throw new CliError(`stream ${MISSING_FFMPEG}${probe.code === -1 ? '' : ` (${ffmpeg} -version failed)`}`, EXIT_CODES.invalid);
 
