@@ -42,13 +42,14 @@ Golden file layout::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import TOOL_NAME, __version__
+from .agreement import Agreement, cpu_session
 from .tensor_json import dumps_json, encode_tensor
 
 # torch, diffusers and the modules that import them load in make_controlnet_goldens: the control
@@ -78,33 +79,6 @@ class UNetCase:
     controlnets: tuple[tuple[str, float], ...]
 
 
-@dataclass
-class _Agreement:
-    """onnxruntime against PyTorch: the largest differences and magnitudes per case and output group."""
-
-    relative_tolerance: float
-    diffs: dict[str, dict[str, float]] = field(default_factory=dict)
-    magnitudes: dict[str, dict[str, float]] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    #: The largest allowed difference seen (relative_tolerance x max(1, max|reference|)).
-    tolerance: float = 0.0
-
-    def check(self, case: str, what: str, expected: np.ndarray, actual: np.ndarray) -> None:
-        """Records one comparison; a difference over the tolerance becomes a failure."""
-        if actual.shape != expected.shape:
-            raise RuntimeError(f"{case} {what}: onnxruntime shape {actual.shape} != {expected.shape}")
-        diff = float(np.max(np.abs(actual.astype(np.float32) - expected)))
-        magnitude = float(np.max(np.abs(expected)))
-        allowed = self.relative_tolerance * max(magnitude, 1.0)
-        self.tolerance = max(self.tolerance, allowed)
-        diffs = self.diffs.setdefault(case, {})
-        magnitudes = self.magnitudes.setdefault(case, {})
-        diffs[what] = max(diff, diffs.get(what, 0.0))
-        magnitudes[what] = max(magnitude, magnitudes.get(what, 0.0))
-        if not np.isfinite(diff) or diff > allowed:
-            self.failures.append(f"{case} {what}: max abs diff {diff:.3g} > {allowed:.3g}")
-
-
 def control_image(channels: int, height: int, width: int, index: int) -> np.ndarray:
     """The control image of the ``index``-th ControlNet: [channels, height, width] float32 in [0, 1]."""
     flat = np.arange(channels * height * width, dtype=np.uint64) + np.uint64(CONTROL_IMAGE_STRIDE * index)
@@ -120,12 +94,6 @@ def unet_cases(names: list[str]) -> list[UNetCase]:
         pairs = tuple(zip(names[:2], MULTI_SCALES))
         cases.append(UNetCase("+".join(f"{name}@{scale}" for name, scale in pairs), pairs))
     return cases
-
-
-def _ort_session(path: Path) -> Any:
-    import onnxruntime
-
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def make_controlnet_goldens(
@@ -166,8 +134,8 @@ def make_controlnet_goldens(
         info = read_json(folder / CONTROLNET_INFO_FILE)
         if info.get("dtype") != "fp32":
             raise ValueError(f"{folder} is {info.get('dtype')}; ControlNet goldens are recorded for fp32 folders")
-    sessions = {name: _ort_session(folder / "model.onnx") for name, (_, folder) in zip(names, controlnets)}
-    unet_session = _ort_session(model_dir / "unet" / "model.onnx")
+    sessions = {name: cpu_session(folder / "model.onnx") for name, (_, folder) in zip(names, controlnets)}
+    unet_session = cpu_session(model_dir / "unet" / "model.onnx")
     residual_count = len(torch_controlnets[names[0]].controlnet_down_blocks) + 1
     unet_inputs = [value.name for value in unet_session.get_inputs()]
     if unet_inputs[3:] != residual_names(residual_count - 1):
@@ -188,7 +156,7 @@ def make_controlnet_goldens(
     }
 
     cases: dict[str, Any] = {}
-    agreement = _Agreement(RELATIVE_TOLERANCE["float32"])
+    agreement = Agreement(RELATIVE_TOLERANCE["float32"])
     for case_name, batch in (("batch1", 1), ("batch2", 2)):
         inputs = {"sample": sample[:batch], "timestep": timestep[:batch], "encoder_hidden_states": embeddings[:batch]}
         feeds = {key: value.numpy() for key, value in inputs.items()}

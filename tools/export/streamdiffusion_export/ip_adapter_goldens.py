@@ -31,13 +31,14 @@ seven copies would cost ~180 KB of the fixture budget.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import TOOL_NAME, __version__
+from .agreement import Agreement, cpu_session
 from .tensor_json import dumps_json, encode_tensor
 
 # torch, diffusers, transformers load in make_ip_adapter_goldens (the case tables import without them).
@@ -95,48 +96,6 @@ def unet_cases(first: str, second: str) -> list[UNetCase]:
         UNetCase("uncond_mixed", "regular", (first, "uncond")),
         UNetCase("controlnet", "regular", both, controlnet=True),
     ]
-
-
-@dataclass
-class _Agreement:
-    """onnxruntime against PyTorch for one golden section: per case and output, the largest differences."""
-
-    relative_tolerance: float
-    diffs: dict[str, dict[str, float]] = field(default_factory=dict)
-    magnitudes: dict[str, dict[str, float]] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    tolerance: float = 0.0
-
-    def check(self, case: str, what: str, expected: np.ndarray, actual: np.ndarray, magnitude_key: str = "") -> float:
-        """Records one comparison (a difference over tolerance becomes a failure); returns the difference."""
-        if actual.shape != expected.shape:
-            raise RuntimeError(f"{case} {what}: onnxruntime shape {actual.shape} != {expected.shape}")
-        diff = float(np.max(np.abs(actual.astype(np.float32) - expected)))
-        magnitude = float(np.max(np.abs(expected)))
-        allowed = self.relative_tolerance * max(magnitude, 1.0)
-        self.tolerance = max(self.tolerance, allowed)
-        self.diffs.setdefault(case, {})[what] = diff
-        self.magnitudes.setdefault(case, {})[magnitude_key or what] = magnitude
-        if not np.isfinite(diff) or diff > allowed:
-            self.failures.append(f"{case} {what}: max abs diff {diff:.3g} > {allowed:.3g}")
-        return diff
-
-    def summary(self, case: str) -> dict[str, Any]:
-        """The per-case keys every golden section carries."""
-        from .goldens import _nice_ceiling
-
-        allowed = self.relative_tolerance * max(1.0, max(self.magnitudes[case].values()))
-        return {
-            "onnxruntime_max_abs_diff": self.diffs[case],
-            "output_max_abs": self.magnitudes[case],
-            "tolerance": {"abs": _nice_ceiling(allowed)},
-        }
-
-
-def _session(path: Path) -> Any:
-    import onnxruntime
-
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def _tensor(array: Any) -> dict[str, Any]:
@@ -252,7 +211,7 @@ def make_ip_adapter_goldens(
             kind=adapter.kind,
             unet=unet,
             projection=projection,
-            projection_session=_session(folder / "image_projection" / "model.onnx"),
+            projection_session=cpu_session(folder / "image_projection" / "model.onnx"),
             info={
                 "kind": adapter.kind,
                 "image_tokens": adapter.image_tokens,
@@ -299,8 +258,8 @@ def make_ip_adapter_goldens(
         encoded = encoder(pixel_values=pixels, output_hidden_states=True)
         embeds, penultimate = encoded.image_embeds, encoded.hidden_states[-2]
         zero_penultimate = encoder(pixel_values=zeros, output_hidden_states=True).hidden_states[-2]
-    encoder_session = _session(model_dir / "image_encoder" / "model.onnx")
-    encoder_agreement = _Agreement(tolerance)
+    encoder_session = cpu_session(model_dir / "image_encoder" / "model.onnx")
+    encoder_agreement = Agreement(tolerance)
     got_embeds, got_penultimate = encoder_session.run(None, {"pixel_values": pixels.numpy()})
     encoder_agreement.check("images", "image_embeds", embeds.numpy(), got_embeds)
     encoder_agreement.check("images", "penultimate_hidden_states", penultimate.numpy(), got_penultimate)
@@ -333,7 +292,7 @@ def make_ip_adapter_goldens(
     }
     projection_sections: dict[str, Any] = {}
     for name, adapter in adapters.items():
-        agreement = _Agreement(tolerance)
+        agreement = Agreement(tolerance)
         cases = {}
         for case, inputs in projection_inputs[name].items():
             with torch.no_grad():
@@ -358,7 +317,7 @@ def make_ip_adapter_goldens(
     input_ids = _tokenize(model_dir / "tokenizer", GOLDEN_PROMPTS)
     with torch.no_grad():
         text = modules.text_encoder(input_ids=input_ids.to(torch.int64)).last_hidden_state.float()
-    text_session = _session(model_dir / "text_encoder" / "model.onnx")
+    text_session = cpu_session(model_dir / "text_encoder" / "model.onnx")
     (onnx_text,) = text_session.run(["last_hidden_state"], {"input_ids": input_ids.numpy()})
     text_diff = float(np.max(np.abs(onnx_text - text.numpy())))
     sample = torch.randn(2, 4, *LATENT_SIZE, generator=torch.Generator().manual_seed(SEEDS["sample"]))
@@ -366,15 +325,15 @@ def make_ip_adapter_goldens(
     layer_count = len(layers)
 
     torch_controlnet = load_controlnet(controlnet[0])
-    controlnet_session = _session(controlnet[1] / "model.onnx")
+    controlnet_session = cpu_session(controlnet[1] / "model.onnx")
     control = torch.from_numpy(np.stack([_control_image(0)] * 2))
     unet_sessions = {
-        "ip": _session(model_dir / "unet" / "model.onnx"),
-        "controlnet": _session(controlnet_unet / "model.onnx"),
+        "ip": cpu_session(model_dir / "unet" / "model.onnx"),
+        "controlnet": cpu_session(controlnet_unet / "model.onnx"),
     }
     unet_models = {"ip": f"{model_dir.resolve().name}/unet", "controlnet": controlnet_unet.resolve().name}
     plain_unet = load_pipeline_modules(checkpoint).unet
-    plain_session = _session(plain_model / "unet" / "model.onnx") if plain_model is not None else None
+    plain_session = cpu_session(plain_model / "unet" / "model.onnx") if plain_model is not None else None
     weighted = IMAGE_WEIGHTS[0] * embeds[0] + IMAGE_WEIGHTS[1] * embeds[1]
 
     def projection_input(adapter: str, image: str) -> torch.Tensor:
@@ -405,7 +364,7 @@ def make_ip_adapter_goldens(
         (tokens,) = adapters[adapter].projection_session.run(None, {"image_embeds": np.stack(rows)})
         return tokens
 
-    agreement = _Agreement(tolerance)
+    agreement = Agreement(tolerance)
     cases: dict[str, Any] = {}
     controlnet_record: dict[str, Any] = {}
     for case in unet_cases(names[0], names[1]):
@@ -590,5 +549,5 @@ def _residual_dim(dim: Any, latent: tuple[int, int]) -> int:
     return size // int(factor or 1)
 
 
-def _print_section(name: str, agreement: _Agreement) -> None:
+def _print_section(name: str, agreement: Agreement) -> None:
     print(f"  {name}: " + ", ".join(f"{case} {max(values.values()):.3g}" for case, values in agreement.diffs.items()))
