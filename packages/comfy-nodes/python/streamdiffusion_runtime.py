@@ -25,7 +25,9 @@ PROTOCOL_VERSION = 1
 PACK_DIR = os.path.dirname(os.path.abspath(__file__))
 log = logging.getLogger("streamdiffusion")
 
-_models_dir: str | None = None
+# ComfyUI's models/streamdiffusion and input folders, read when first needed (ComfyUI 0.3.64 never
+# calls ComfyExtension.on_load); (None, None) outside ComfyUI.
+_folders: tuple[str | None, str | None] | None = None
 
 
 class SidecarError(RuntimeError):
@@ -40,15 +42,18 @@ class SidecarRequestError(ValueError):
         self.name = name
 
 
-def configure_from_comfy() -> None:
-    """Reads ComfyUI's models folder (for model paths relative to models/streamdiffusion)."""
-    global _models_dir
-    try:
-        import folder_paths  # ComfyUI's own module
+def comfy_folders() -> tuple[str | None, str | None]:
+    """ComfyUI's folders: model names are looked up in models/streamdiffusion, style image file names
+    in the input folder."""
+    global _folders
+    if _folders is None:
+        try:
+            import folder_paths  # ComfyUI's own module
 
-        _models_dir = os.path.join(folder_paths.models_dir, "streamdiffusion")
-    except ImportError:
-        _models_dir = None
+            _folders = (os.path.join(folder_paths.models_dir, "streamdiffusion"), folder_paths.get_input_directory())
+        except ImportError:
+            _folders = (None, None)
+    return _folders
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,10 +278,34 @@ def decode_inputs(inputs: dict, encodings: dict) -> dict:
 
 
 def resolve_model(path: str) -> str:
-    """An absolute model folder: as given, or in ComfyUI's models/streamdiffusion folder."""
-    if os.path.isabs(path) or _models_dir is None:
+    """An absolute model folder: as given, or a name in ComfyUI's models/streamdiffusion folder
+    (a Hugging Face id `owner/name` also as `owner--name`, the way `models pull` saves it)."""
+    models_dir = comfy_folders()[0]
+    if os.path.isabs(path) or models_dir is None:
         return os.path.abspath(path)
-    return os.path.join(_models_dir, path)
+    candidates = [os.path.join(models_dir, path)]
+    if "/" in path:
+        candidates.append(os.path.join(models_dir, path.replace("/", "--")))
+    return next((candidate for candidate in candidates if os.path.exists(candidate)), candidates[0])
+
+
+def resolve_input(path: str) -> str:
+    """An absolute image file: as given, or a name in ComfyUI's input folder."""
+    input_dir = comfy_folders()[1]
+    if os.path.isabs(path) or input_dir is None:
+        return os.path.abspath(path)
+    return os.path.join(input_dir, path)
+
+
+# The wrapper fields that name model folders or files; resolved like the load node's model.
+MODEL_FIELDS = ("model_id", "preprocessor_model", "ipadapter_model_path", "image_encoder_path")
+
+
+def resolve_paths(values: dict) -> dict:
+    resolved = {key: resolve_model(value) if key in MODEL_FIELDS else value for key, value in values.items()}
+    if isinstance(resolved.get("style_image"), str):
+        resolved["style_image"] = resolve_input(resolved["style_image"])
+    return resolved
 
 
 def image_to_frames(image) -> tuple[bytes, int, int, int]:
@@ -325,8 +354,9 @@ def run_node(action: str, inputs: dict, encodings: dict, schema_hash: str) -> tu
         result, _ = call(schema_hash, "load", request)
         return ({"handle": result["handle"], "request": request, "hot": {}, "width": result["width"], "height": result["height"]},)
     if action == "controlnet":
-        return (list(inputs.get("controlnet") or []) + [values],)
+        return (list(inputs.get("controlnet") or []) + [resolve_paths(values)],)
     if action == "ipadapter":
+        values = resolve_paths(values)
         pixels = inputs.get("style_image_pixels")
         if pixels is not None:
             data, _, height, width = image_to_frames(pixels[:1])

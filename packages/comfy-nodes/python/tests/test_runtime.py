@@ -74,6 +74,43 @@ class DecodeInputsTest(unittest.TestCase):
             runtime.decode_inputs({"prompt_blending": "[oops"}, self.ENCODINGS)
 
 
+class ResolvePathsTest(unittest.TestCase):
+    """Names in node widgets are looked up where ComfyUI users keep things."""
+
+    def setUp(self):
+        import tempfile
+
+        self.root = tempfile.mkdtemp()
+        self.addCleanup(__import__("shutil").rmtree, self.root)
+        self.models = os.path.join(self.root, "models", "streamdiffusion")
+        self.input = os.path.join(self.root, "input")
+        runtime._folders = (self.models, self.input)
+        os.makedirs(os.path.join(self.models, "owner--canny"))
+        self.addCleanup(setattr, runtime, "_folders", None)
+
+    def test_outside_comfyui_names_are_paths_from_the_working_directory(self):
+        runtime._folders = None
+        self.assertEqual(runtime.comfy_folders(), (None, None))
+        self.assertEqual(runtime.resolve_model("sd-turbo"), os.path.abspath("sd-turbo"))
+
+    def test_model_names_are_found_in_models_streamdiffusion_and_hub_ids_as_owner_dash_dash_name(self):
+        models = self.models
+        self.assertEqual(runtime.resolve_model("sd-turbo"), os.path.join(models, "sd-turbo"))
+        self.assertEqual(runtime.resolve_model("owner/canny"), os.path.join(models, "owner--canny"))
+        self.assertEqual(runtime.resolve_model("owner/missing"), os.path.join(models, "owner/missing"))
+        self.assertEqual(runtime.resolve_model("/abs/model"), "/abs/model")
+
+    def test_wrapper_model_fields_and_style_images_are_resolved_and_nothing_else(self):
+        resolved = runtime.resolve_paths({"model_id": "owner/canny", "ipadapter_model_path": "ip", "style_image": "style.png", "preprocessor": "canny", "conditioning_scale": 0.5})
+        self.assertEqual(resolved, {
+            "model_id": os.path.join(self.models, "owner--canny"),
+            "ipadapter_model_path": os.path.join(self.models, "ip"),
+            "style_image": os.path.join(self.input, "style.png"),
+            "preprocessor": "canny",
+            "conditioning_scale": 0.5,
+        })
+
+
 def schema_hash_of_pack():
     with open(os.path.join(PACK, "nodes.py"), encoding="utf-8") as file:
         for line in file:

@@ -32,7 +32,13 @@ describe('the generated node pack', () => {
 
   it('copies the hand-written runtime module verbatim and writes nothing else without the sidecar', async () => {
     expect(await readFile(join(dir, 'streamdiffusion_runtime.py'), 'utf8')).toBe(await readFile(new URL('../../python/streamdiffusion_runtime.py', import.meta.url), 'utf8'));
-    expect((await readdir(dir)).sort()).toEqual(['__init__.py', 'nodes.py', 'object_info.json', 'pyproject.toml', 'streamdiffusion_runtime.py']);
+    expect((await readdir(dir)).sort()).toEqual(['__init__.py', 'example_workflows', 'nodes.py', 'object_info.json', 'pyproject.toml', 'streamdiffusion_runtime.py']);
+  });
+
+  it('ships the example workflows in the editor format as templates (example_workflows/), the same as the repo copies', async () => {
+    const templates = (await readdir(join(dir, 'example_workflows'))).sort();
+    expect(templates).toEqual(['controlnet-ipadapter.json', 'img2img.json']);
+    for (const file of templates) expect(await readFile(join(dir, 'example_workflows', file), 'utf8'), file).toBe(await readFile(new URL(`../../workflows/${file}`, import.meta.url), 'utf8'));
   });
 
   it('compiles with python3 -m py_compile', async () => {

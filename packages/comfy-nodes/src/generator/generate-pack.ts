@@ -4,7 +4,7 @@
  * bundled with esbuild into one ESM file (its native packages, onnxruntime-node and sharp, listed
  * in `sidecar/package.json` for `npm install`, which `streamdiffusion comfy install` runs).
  */
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { nodeCatalogue } from '../catalogue/node-catalogue.js';
@@ -12,6 +12,7 @@ import { expectedObjectInfo } from '../catalogue/object-info.js';
 import { schemaHash } from '../catalogue/schema-hash.js';
 import { findPackage, packageRoot, sidecarNativePackage } from './package-paths.js';
 import { renderInitPy, renderNodesPy, renderPyproject, type PackMetadata } from './render-python.js';
+import { apiWorkflowSchema, COMFY_CORE_NODES, toUiWorkflow, type NodeInfo } from '../workflows/ui-workflow.js';
 
 /** The folder name ComfyUI loads the pack under (custom_nodes/<name>). */
 export const PACK_NAME = 'streamdiffusion_nodes';
@@ -89,6 +90,13 @@ export async function generatePack(dir: string, options: GenerateOptions = {}): 
     'object_info.json': `${JSON.stringify(Object.fromEntries(catalogue.map((node) => [node.id, expectedObjectInfo(node, PACK_NAME)])), null, 2)}\n`,
     'streamdiffusion_runtime.py': await readFile(join(root, 'python', 'streamdiffusion_runtime.py'), 'utf8'),
   };
+  // The example workflows, in the editor's format, as the pack's templates (ComfyUI lists example_workflows/).
+  const infos: Record<string, NodeInfo> = { ...COMFY_CORE_NODES, ...Object.fromEntries(catalogue.map((node) => [node.id, expectedObjectInfo(node, PACK_NAME)])) };
+  for (const file of (await readdir(join(root, 'workflows'))).filter((name) => name.endsWith('.api.json')).sort()) {
+    const api = apiWorkflowSchema.parse(JSON.parse(await readFile(join(root, 'workflows', file), 'utf8')));
+    written[`example_workflows/${file.replace(/\.api\.json$/, '.json')}`] = `${JSON.stringify(toUiWorkflow(api, infos), null, 2)}\n`;
+  }
+  await mkdir(join(dir, 'example_workflows'), { recursive: true });
   for (const [name, text] of Object.entries(written)) await writeFile(join(dir, name), text);
   const files = Object.keys(written);
   if (options.bundleSidecar !== false) {

@@ -109,14 +109,10 @@ export function renderInitPy(hash: string): string {
   return `${HEADER(hash)}"""StreamDiffusion for ComfyUI: real-time img2img nodes run by a Node.js sidecar."""
 from comfy_api.latest import ComfyExtension, io
 
-from . import streamdiffusion_runtime as runtime
 from .nodes import NODES
 
 
 class StreamDiffusionExtension(ComfyExtension):
-    async def on_load(self) -> None:
-        runtime.configure_from_comfy()
-
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return list(NODES)
 
