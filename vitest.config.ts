@@ -34,6 +34,16 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          name: 'tensorrt',
+          root: './packages/tensorrt',
+          include: ['src/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'ip-adapter',
           root: './packages/ip-adapter',
           include: ['src/**/*.test.ts'],
