@@ -41,7 +41,7 @@ export {
   type RunOptions,
   type RuntimeOptions,
 } from './runtime/runtime.js';
-export type { RuntimeStats, SessionSettings, WebGpuSettings } from './runtime/wire.js';
+export type { ModelSource, RuntimeStats, SessionSettings, WebGpuSettings } from './runtime/wire.js';
 
 export {
   BETA_SCHEDULES,

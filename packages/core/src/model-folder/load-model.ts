@@ -1,5 +1,6 @@
 import { createPromptEncoder, type PromptEncoder } from '../prompt-encoder/prompt-encoder.js';
 import type { Runtime, SessionSet } from '../runtime/runtime.js';
+import type { ModelSource } from '../runtime/wire.js';
 import { createClipTokenizer, type ClipTokenizer } from '../tokenizer/clip-tokenizer.js';
 import { detectCapabilities, type ModelCapabilities } from './capabilities.js';
 import { readModelFolder, type ModelComponent, type ModelFolder } from './model-folder.js';
@@ -13,6 +14,15 @@ export interface LoadedModel {
   readonly sessions: SessionSet<ModelComponent>;
   readonly tokenizer: ClipTokenizer;
   readonly prompts: PromptEncoder;
+  /**
+   * Replaces the weights of some of the model's networks (a LoRA merged in, rescaled or taken out):
+   * each new network must have the same inputs and outputs; it loads while frames go on and takes
+   * over between two runs. Pipelines on this model encode their prompts again before their next
+   * frame when the text encoder changed.
+   */
+  replaceWeights(sources: Readonly<Partial<Record<ModelComponent, ModelSource>>>): Promise<void>;
+  /** Counts the replacements of the text encoder's weights (pipelines re-encode their prompts when it moves). */
+  readonly textEncoderRevision: number;
   /** Releases every session of the model (the runtime stays). */
   dispose(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -35,6 +45,7 @@ export async function loadModel(options: { readonly runtime: Runtime; readonly f
     throw error;
   }
   const dispose = (): Promise<void> => sessions.dispose();
+  let textEncoderRevision = 0;
   return {
     folder,
     runtime: options.runtime,
@@ -42,6 +53,15 @@ export async function loadModel(options: { readonly runtime: Runtime; readonly f
     sessions,
     tokenizer,
     prompts: createPromptEncoder({ sessions, tokenizer }),
+    async replaceWeights(sources) {
+      for (const [component, source] of Object.entries(sources) as [ModelComponent, ModelSource][]) {
+        await sessions.replace(component, source);
+        if (component === 'text_encoder') textEncoderRevision += 1;
+      }
+    },
+    get textEncoderRevision() {
+      return textEncoderRevision;
+    },
     dispose,
     [Symbol.asyncDispose]: dispose,
   };

@@ -528,6 +528,17 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
     return { frame: frameImages(wrappers, input, given, f * imageSize, imagesShape, previousOutput), begin: () => (turn = { kept: previous }) };
   };
 
+  // The text encoder's weights changed (a LoRA applied or removed): every prompt is encoded again
+  // and the state rebuilt, in the frame's turn, before it runs.
+  let textEncoderRevision = model.textEncoderRevision;
+  const encodeAgain = async (): Promise<void> => {
+    const revision = model.textEncoderRevision;
+    embeddings.clear();
+    await encodePrompts(state.parameters);
+    state = await buildState(state.parameters, state);
+    textEncoderRevision = revision;
+  };
+
   /**
    * Runs a frame's `task` in its turn. The wrappers prepare the frame now, beside the frame in
    * flight (a ControlNet's preprocessing overlaps the diffusion before it); the turn waits for that;
@@ -542,6 +553,7 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       return await serial(async () => {
         begin();
         await prepared;
+        if (model.textEncoderRevision !== textEncoderRevision) await encodeAgain();
         return task();
       });
     } finally {

@@ -3,6 +3,7 @@
  * `session.run` blocks the thread it runs on, so it runs here and the caller's event loop stays free.
  * Started by {@link createRuntime}; never imported.
  */
+import { dirname } from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { errorToWire } from '../errors/error-wire.js';
@@ -11,8 +12,8 @@ import { StreamDiffusionError } from '../errors/streamdiffusion-error.js';
 import { machineEnvironment, resolveDevice, type Device } from './devices.js';
 import { convertTensorData, float16BitsToFloat32, float32ToFloat16Bits, type TensorData, type TensorType } from './dtypes.js';
 import { castModel, identityModel, imagePixelsModel, weightedSumsModel } from './helper-models.js';
-import type { ModelSignature, ValueSignature } from './model-signature.js';
-import type { SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
+import { describeSignature as describeValue, type ModelSignature, type ValueSignature } from './model-signature.js';
+import type { ModelSource, SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
 
 /** A 79-byte model (one Relu) used to find out whether a provider starts. */
 const PROBE_MODEL = Buffer.from(
@@ -93,6 +94,29 @@ function requireDevice(): Device {
   if (device === undefined) throw new DisposedError('the runtime (not initialised)');
   return device;
 }
+
+/** A session for a model file, or for its bytes changed in memory (external weights still read beside the file). */
+async function createSession(name: string, source: ModelSource): Promise<LoadedSession> {
+  const target = requireDevice();
+  const profiling = settings.profileFilePrefix === undefined ? {} : { enableProfiling: true, profileFilePrefix: `${settings.profileFilePrefix}-${name}` };
+  let session: ort.InferenceSession;
+  try {
+    session =
+      source.bytes === undefined
+        ? await ort.InferenceSession.create(source.path, { ...sessionOptions(target), ...profiling })
+        : await ort.InferenceSession.create(source.bytes, {
+            ...sessionOptions(target),
+            ...profiling,
+            extra: { session: { model_external_initializers_file_folder_path: dirname(source.path) } },
+          });
+  } catch (error) {
+    throw describeLoadFailure(source.path, error);
+  }
+  return { session, signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) } };
+}
+
+const describeSignature = (signature: ModelSignature): string =>
+  `inputs ${signature.inputs.map((value) => `${value.name} ${describeValue(value)}`).join(', ')}; outputs ${signature.outputs.map((value) => `${value.name} ${describeValue(value)}`).join(', ')}`;
 
 function setOf(setId: number): Map<string, LoadedSession> {
   const set = sets.get(setId);
@@ -224,22 +248,9 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     return choice;
   },
   async load(request) {
-    const target = requireDevice();
     const loaded = new Map<string, LoadedSession>();
     try {
-      for (const model of request.models) {
-        let session: ort.InferenceSession;
-        try {
-          const profiling = settings.profileFilePrefix === undefined ? {} : { enableProfiling: true, profileFilePrefix: `${settings.profileFilePrefix}-${model.name}` };
-          session = await ort.InferenceSession.create(model.path, { ...sessionOptions(target), ...profiling });
-        } catch (error) {
-          throw describeLoadFailure(model.path, error);
-        }
-        loaded.set(model.name, {
-          session,
-          signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) },
-        });
-      }
+      for (const model of request.models) loaded.set(model.name, await createSession(model.name, model));
     } catch (error) {
       // Load all or nothing: a half-loaded set would hold sessions nobody can release.
       await Promise.all([...loaded.values()].map(({ session }) => session.release()));
@@ -373,6 +384,24 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
   async release(request) {
     for (const handle of request.handles) releaseTensor(handle);
     return null;
+  },
+  async replace(request) {
+    const set = setOf(request.setId);
+    const old = set.get(request.name);
+    if (old === undefined) throw new DisposedError(`model "${request.name}"`);
+    const next = await createSession(request.name, request);
+    if (JSON.stringify(next.signature) !== JSON.stringify(old.signature)) {
+      await next.session.release();
+      throw new InvalidArgumentError({
+        field: request.name,
+        value: request.path,
+        expected: `a model with the same inputs and outputs as the loaded ${request.name} (${describeSignature(old.signature)}); it has ${describeSignature(next.signature)}`,
+      });
+    }
+    // Requests run one at a time here, so no run is using the old session now.
+    set.set(request.name, next);
+    await old.session.release();
+    return next.signature;
   },
   async unload(request) {
     const set = sets.get(request.setId);

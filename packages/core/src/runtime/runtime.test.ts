@@ -1,4 +1,4 @@
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -114,6 +114,26 @@ describe('runtime on the CPU', () => {
     } finally {
       await rm(folder, { recursive: true, force: true });
     }
+  });
+
+  it('replaces a model of a set by another file or by bytes changed in memory (external weights still read beside its path), refusing one with other inputs or outputs', async () => {
+    const set = await runtime.loadSessions({ scaled: fixture('external-weights') });
+    const x = hostTensor(new Float32Array([1, 1, 1, 1]), [1, 4]);
+    // From bytes, run from another working directory: the .onnx_data is found beside `path`.
+    await set.replace('scaled', { path: fixture('external-weights'), bytes: await readFile(fixture('external-weights')) });
+    expect(Array.from(await (await set.run('scaled', { x }, { read: ['y'] })).y!.float32())).toEqual([1, 2, 3, 4]);
+    // Another network with the same inputs and outputs takes over (relu: y = max(x, 0)), then the first again.
+    await set.replace('scaled', fixture('relu'));
+    expect(Array.from(await (await set.run('scaled', { x: hostTensor(new Float32Array([-1, 2, -3, 4]), [1, 4]) }, { read: ['y'] })).y!.float32())).toEqual([0, 2, 0, 4]);
+    await set.replace('scaled', { path: fixture('external-weights'), bytes: await readFile(fixture('external-weights')) });
+    const refused = await set.replace('scaled', fixture('add-fp16')).catch((caught: unknown) => caught);
+    expect(refused).toMatchObject({ name: 'InvalidArgumentError', field: 'scaled' });
+    expect((refused as Error).message).toMatch(/same inputs and outputs as the loaded scaled/);
+    // The old session is still there and runs.
+    expect(Array.from(await (await set.run('scaled', { x }, { read: ['y'] })).y!.float32())).toEqual([1, 2, 3, 4]);
+    expect((await runtime.stats()).sessions).toBe(1);
+    await expect(set.replace('missing' as 'scaled', fixture('add-fp16'))).rejects.toMatchObject({ name: 'InvalidArgumentError', field: 'model' });
+    await set.dispose();
   });
 
   it('raises typed errors that cross the worker boundary', async () => {

@@ -10,6 +10,7 @@ import { float16BitsToFloat32, type TensorData, type TensorType } from './dtypes
 import type { HostTensor } from './host-tensor.js';
 import { checkInputs, type InputDescription, type ModelSignature } from './model-signature.js';
 import type {
+  ModelSource,
   RuntimeStats,
   SessionSettings,
   WireInput,
@@ -184,6 +185,18 @@ export class SessionSet<Name extends string = string> {
     );
   }
 
+  /**
+   * Replaces one model of the set by another with the same inputs and outputs (the same network
+   * with other weights: a LoRA merged in or taken out). The new session loads while runs go on and
+   * takes over between two runs; a model whose inputs or outputs differ is refused
+   * (`InvalidArgumentError`) and the old one stays.
+   */
+  async replace(model: Name, source: string | ModelSource): Promise<void> {
+    if (this.#disposed) throw new DisposedError('a SessionSet');
+    if (!(model in this.signatures)) throw new InvalidArgumentError({ field: 'model', value: model, expected: `one of ${this.models.join(', ')}` });
+    await this.#runtime.request({ op: 'replace', setId: this.#setId, name: model, ...(typeof source === 'string' ? { path: source } : source) });
+  }
+
   /** Releases every session of the set and every tensor its runs left on the device. */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
@@ -239,15 +252,15 @@ export class Runtime {
   }
 
   /**
-   * Loads models (name → `.onnx` path; external `.onnx_data` weights are found beside it) into one
+   * Loads models (name → `.onnx` path, or a {@link ModelSource}; external `.onnx_data` weights are found beside it) into one
    * set, all or nothing: if one fails, none stays loaded.
    */
-  async loadSessions<Name extends string>(models: Readonly<Record<Name, string>>): Promise<SessionSet<Name>> {
+  async loadSessions<Name extends string>(models: Readonly<Record<Name, string | ModelSource>>): Promise<SessionSet<Name>> {
     const setId = this.#nextSetId++;
     const signatures = await this.request({
       op: 'load',
       setId,
-      models: Object.entries<string>(models).map(([name, path]) => ({ name, path })),
+      models: Object.entries<string | ModelSource>(models).map(([name, source]) => ({ name, ...(typeof source === 'string' ? { path: source } : source) })),
     });
     return new SessionSet<Name>(this, setId, signatures);
   }

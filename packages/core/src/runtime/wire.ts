@@ -38,10 +38,20 @@ export interface WireOutput {
   readonly data?: TensorData;
 }
 
+/**
+ * Where a model comes from: its `.onnx` file, or that file's content changed in memory (`bytes`,
+ * e.g. with LoRA weights merged in) whose external `.onnx_data` weights are still found beside `path`.
+ */
+export interface ModelSource {
+  readonly path: string;
+  readonly bytes?: Uint8Array;
+}
+
 /** Requests the main thread sends to the inference worker. */
 export type WorkerRequest =
   | { readonly op: 'init'; readonly device: DeviceRequest; readonly settings: SessionSettings }
-  | { readonly op: 'load'; readonly setId: number; readonly models: readonly { readonly name: string; readonly path: string }[] }
+  | { readonly op: 'load'; readonly setId: number; readonly models: readonly ({ readonly name: string } & ModelSource)[] }
+  | ({ readonly op: 'replace'; readonly setId: number; readonly name: string } & ModelSource)
   | {
       readonly op: 'run';
       readonly setId: number;
@@ -69,6 +79,7 @@ export type WorkerRequest =
 export interface WorkerResults {
   init: DeviceChoice;
   load: Record<string, ModelSignature>;
+  replace: ModelSignature;
   run: Record<string, WireOutput>;
   read: TensorData;
   combine: WireOutput[];
