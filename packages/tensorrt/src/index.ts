@@ -4,5 +4,30 @@
 export { decodeModel, encodeModel, layerWeights, ONNX_TYPES, readModel, type LayerWeight, type OnnxModelProto } from './onnx/onnx-model.js';
 
 // Engines (plans, store, builds, EPContext loading)
+export {
+  describeEngine,
+  ENGINE_MODEL_KINDS,
+  ENGINE_PRECISIONS,
+  enginePlanOptionsSchema,
+  onnxSignature,
+  parseEnginePlanOptions,
+  planEngines,
+  RESOLUTION_MODES,
+  RESOLUTION_STEP,
+  unetBatchRange,
+  unetBatchSize,
+  type BatchConfig,
+  type BatchRange,
+  type EngineModelKind,
+  type EnginePlan,
+  type EnginePlanOptions,
+  type EnginePlanOptionsInput,
+  type EnginePrecision,
+  type InputProfile,
+  type PlanEnginesInput,
+  type PlannedEngine,
+  type ResolutionMode,
+  type ResolutionRange,
+} from './engines/engine-plan.js';
 
 // LoRA
