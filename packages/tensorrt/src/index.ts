@@ -29,5 +29,22 @@ export {
   type ResolutionMode,
   type ResolutionRange,
 } from './engines/engine-plan.js';
+export {
+  createEngineStore,
+  defaultEngineStoreFolder,
+  EngineLockError,
+  engineKey,
+  hashFile,
+  type BuildEnvironment,
+  type EngineKeyParts,
+  type EngineMeta,
+  type EngineStore,
+  type EnsureOptions,
+  type LockHolder,
+  type LockOptions,
+  type PruneOptions,
+  type StaleReason,
+  type StoredEngine,
+} from './engines/engine-store.js';
 
 // LoRA
