@@ -46,5 +46,22 @@ export {
   type StaleReason,
   type StoredEngine,
 } from './engines/engine-store.js';
+export {
+  buildEngine,
+  createProgressParser,
+  EngineBuildError,
+  findTrtexec,
+  probeComputeCapability,
+  probeTensorrtVersion,
+  runTrtexec,
+  shapeSpec,
+  TENSORRT_INSTALL_URL,
+  tensorrtVersionFromBanner,
+  trtexecArguments,
+  TrtexecNotFoundError,
+  type BuildEngineOptions,
+  type TrtexecProgress,
+  type TrtexecSettings,
+} from './engines/trtexec.js';
 
 // LoRA
