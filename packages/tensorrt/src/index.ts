@@ -65,3 +65,7 @@ export {
 } from './engines/trtexec.js';
 
 // LoRA
+export { createHotLora, loraEntrySchema, lorasSchema, loraSetHash, type HotLora, type LoraApplyReport, type LoraEntry } from './lora/hot-lora.js';
+export { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer, type LoraMatch } from './lora/lora-keys.js';
+export { mergeInto, type ScaledLayer } from './lora/lora-merge.js';
+export { LoraFileError, parseSafetensors, readSafetensors, type Safetensors, type SafetensorsTensor } from './lora/safetensors.js';

@@ -310,6 +310,13 @@ def _command_ip_adapter_image(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_lora_goldens(args: argparse.Namespace) -> int:
+    from .lora_goldens import record
+
+    record(Path(args.checkpoint), Path(args.fixture_goldens), Path(args.out_dir), Path(args.out), args.seed)
+    return 0
+
+
 def _command_controlnet_goldens(args: argparse.Namespace) -> int:
     from .controlnet_goldens import make_controlnet_goldens
 
@@ -503,6 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     controlnet_goldens.add_argument("--out", required=True, help="golden JSON file to write")
     controlnet_goldens.set_defaults(run=_command_controlnet_goldens)
+
+    lora_goldens = commands.add_parser(
+        "lora-goldens", help="two random LoRAs (kohya and PEFT names) for tiny-sd-turbo and the outputs with them fused"
+    )
+    lora_goldens.add_argument("checkpoint", help="diffusers checkpoint with the tiny-sd-turbo fixture weights")
+    lora_goldens.add_argument(
+        "--fixture-goldens", default="fixtures/goldens/tiny-sd-turbo.json", help="goldens proving the checkpoint's weights"
+    )
+    lora_goldens.add_argument("--out-dir", default="fixtures/loras", help="folder for kohya.safetensors and peft.safetensors")
+    lora_goldens.add_argument("--out", default="fixtures/goldens/lora.json.gz", help="golden file to write (.gz: gzip-compressed)")
+    lora_goldens.add_argument("--seed", type=int, default=50, help="seed of the LoRA weights")
+    lora_goldens.set_defaults(run=_command_lora_goldens)
 
     ip_adapter_goldens = commands.add_parser(
         "ip-adapter-goldens",

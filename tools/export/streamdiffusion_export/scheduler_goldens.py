@@ -43,7 +43,7 @@ from typing import Any
 from . import TOOL_NAME, __version__
 from .configs import LCM_SCHEDULER_SETTINGS, NOISE_SCHEDULE_KEYS, SD15_SCHEDULER, SD_TURBO_SCHEDULER
 from .environment import prepare_diffusers_import
-from .tensor_json import dumps_json, encode_tensor
+from .tensor_json import dumps_json, encode_tensor, write_text_maybe_gzip
 
 #: Step counts tried for every config whose ``original_inference_steps`` is 50 (3 and 7 do not
 #: divide 50, which is where the evenly spaced indices of newer diffusers differ from the old
@@ -283,7 +283,7 @@ def make_scheduler_goldens(out: Path) -> dict[str, int]:
     data = {
         "generator": f"{TOOL_NAME} {__version__} scheduler-goldens",
         "command": "PYTHONPATH=tools/export python3 -m streamdiffusion_export scheduler-goldens "
-        "--out fixtures/goldens/lcm-scheduler.json",
+        "--out fixtures/goldens/lcm-scheduler.json.gz",
         "versions": {
             "python": sys.version.split()[0],
             "torch": torch.__version__,
@@ -296,6 +296,4 @@ def make_scheduler_goldens(out: Path) -> dict[str, int]:
     }
     text = dumps_json(data)
     json.loads(text)  # the number-list compaction must leave valid JSON
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return {"cases": len(CASES), "bytes": len(text.encode("utf-8"))}
+    return {"cases": len(CASES), "bytes": write_text_maybe_gzip(out, text)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 import json
 import re
 from typing import Any
@@ -43,3 +44,16 @@ def dumps_json(data: Any) -> str:
         _NUMBER_LIST.sub(lambda match: "[" + ", ".join(part.strip() for part in match.group(1).split(",")) + "]", text)
         + "\n"
     )
+
+
+def write_text_maybe_gzip(out: Path, text: str) -> int:
+    """Writes ``text`` to ``out``, gzip-compressed when the name ends in ``.gz`` (goldens of mostly
+    float data, to keep the fixtures under their 10 MB budget); returns the bytes written."""
+    data = text.encode("utf-8")
+    if out.suffix == ".gz":
+        import gzip
+
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    return len(data)

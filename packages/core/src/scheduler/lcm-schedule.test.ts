@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeGolden, FIXTURES } from '../../test-support/goldens.js';
 import { InvalidArgumentError } from '../errors/errors.js';
@@ -7,7 +8,7 @@ import { schedulerConfigSchema, type SchedulerConfig } from '../model-folder/mod
 import { fmaFloat32 } from '../math/float32-fma.js';
 import { createLcmSchedule, type LcmSchedule, type LcmStreamConstants } from './lcm-schedule.js';
 
-// Goldens from diffusers' LCMScheduler (fixtures/goldens/lcm-scheduler.json, made by
+// Goldens from diffusers' LCMScheduler (fixtures/goldens/lcm-scheduler.json.gz, gzip-compressed JSON, made by
 // `python3 -m streamdiffusion_export scheduler-goldens`; see tools/export). Timesteps, betas, ᾱ
 // and c_skip must match exactly: the schedule reproduces torch's float32 roundings. Values that go
 // through a square root may not: torch's x86 builds take float32 sqrt from MKL's vector library,
@@ -43,7 +44,7 @@ interface GoldenCase {
   };
 }
 
-const goldens = JSON.parse(readFileSync(join(FIXTURES, 'goldens', 'lcm-scheduler.json'), 'utf8')) as { cases: GoldenCase[] };
+const goldens = JSON.parse(gunzipSync(readFileSync(join(FIXTURES, 'goldens', 'lcm-scheduler.json.gz'))).toString('utf8')) as { cases: GoldenCase[] };
 
 const float32 = new Float32Array(1);
 const float32Bits = new Int32Array(float32.buffer);

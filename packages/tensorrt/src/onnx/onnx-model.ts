@@ -88,14 +88,21 @@ export function decodeModel(bytes: Uint8Array): OnnxModelProto {
 
 export function encodeModel(model: OnnxModelProto): Uint8Array {
   const type = onnxModelType();
-  return type.encode(type.fromObject(model as Record<string, unknown>)).finish();
+  return type.encode(type.fromObject(model)).finish();
 }
 
 export async function readModel(path: string): Promise<OnnxModelProto> {
   return decodeModel(await readFile(path));
 }
 
-export const toNumber = (value: number | protobuf.Long | undefined): number => (value === undefined ? 0 : typeof value === 'number' ? value : value.toNumber());
+/** An int64 field as a number: protobufjs gives a number, a Long, or `{ low, high }` bits. */
+export const toNumber = (value: number | protobuf.Long | undefined): number => {
+  if (value === undefined) return 0;
+  if (typeof value === 'number') return value;
+  const long = value as { low: number; high: number; unsigned?: boolean; toNumber?: () => number };
+  if (typeof long.toNumber === 'function') return long.toNumber();
+  return long.high * 2 ** 32 + (long.unsigned === true ? long.low >>> 0 : long.low >>> 0);
+};
 
 /** A layer's weight as the graph holds it. */
 export interface LayerWeight {

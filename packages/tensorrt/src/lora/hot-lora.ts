@@ -1,0 +1,203 @@
+/**
+ * Hot LoRA on every onnxruntime device: a set of LoRA files with scales is merged into the model's
+ * UNet and text encoder weights in memory (no re-export), and only the networks whose merged
+ * weights changed are reloaded, beside the running stream (`LoadedModel.replaceWeights`: the new
+ * session takes over between two frames; pipelines encode their prompts again when the text
+ * encoder changed). Removing every LoRA loads the original files again.
+ */
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { InvalidArgumentError, type LoadedModel } from '@streamdiffusion/core';
+import { z } from 'zod';
+import { encodeModel, layerWeights, readModel, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
+import { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer } from './lora-keys.js';
+import { initializerBytes, initializerValues, mergeInto, type ScaledLayer } from './lora-merge.js';
+import { LoraFileError, readSafetensors, type Safetensors } from './safetensors.js';
+
+/** One LoRA of a set. */
+export const loraEntrySchema = z
+  .object({
+    path: z.string().min(1).describe('A LoRA .safetensors file (kohya or diffusers/PEFT tensor names) for this model family.'),
+    scale: z
+      .number()
+      .min(-10)
+      .max(10)
+      .default(1)
+      .describe('How strongly it applies: W + scale·(α/rank)·up·down (−10 to 10; 0 leaves it out). Hot: merged again in memory, no re-export.'),
+  })
+  .strict();
+export type LoraEntry = z.input<typeof loraEntrySchema>;
+
+/** The LoRA set: hot on the ORT devices; a TensorRT engine is refit or rebuilt for it. */
+export const lorasSchema = z.array(loraEntrySchema).describe('LoRAs merged into the UNet and text encoder weights, in order.');
+
+export interface LoraApplyReport {
+  /** The networks reloaded with new weights (an unchanged network is not touched). */
+  readonly reloaded: readonly LoraComponent[];
+  /** How many layers each LoRA changes. */
+  readonly layers: readonly { readonly path: string; readonly unet: number; readonly text_encoder: number }[];
+  /** LoRA modules no layer of the model matched, per file. */
+  readonly unmatched: readonly { readonly path: string; readonly modules: readonly string[] }[];
+  /** Milliseconds: reading the files, merging, encoding the models, reloading the sessions. */
+  readonly timings: { readonly read: number; readonly merge: number; readonly encode: number; readonly reload: number; readonly total: number };
+}
+
+export interface HotLora {
+  /** Applies this LoRA set (replacing the last one): `[]` takes every LoRA out. */
+  apply(loras: readonly LoraEntry[]): Promise<LoraApplyReport>;
+  /** The set applied last. */
+  readonly active: readonly Required<LoraEntry>[];
+}
+
+interface Network {
+  readonly path: string;
+  readonly model: OnnxModelProto;
+  readonly layers: Map<string, LayerWeight>;
+  readonly initializers: Map<string, OnnxTensor>;
+  /** Each initializer changed so far: its original fields (to restore) and values. */
+  readonly originals: Map<string, { readonly fields: OnnxTensor; readonly values: Float32Array }>;
+  /** What was merged in last (JSON), so an unchanged set costs nothing. */
+  applied: string;
+}
+
+/** The hash of a LoRA set (file contents and scales): part of a TensorRT engine's key. */
+export async function loraSetHash(loras: readonly LoraEntry[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const entry of loras.map((item) => loraEntrySchema.parse(item))) {
+    const file = await readLoraFile(entry.path);
+    hash.update(`${file.sha256}:${entry.scale};`);
+  }
+  return hash.digest('hex');
+}
+
+interface LoraFile {
+  readonly sha256: string;
+  readonly content: Safetensors;
+  readonly stamp: string;
+}
+const files = new Map<string, LoraFile>();
+
+/** A LoRA file, read once while it does not change on disk. */
+async function readLoraFile(path: string): Promise<LoraFile> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    throw new LoraFileError({ path, problem: `cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`, cause: error });
+  }
+  const stamp = `${info.size}:${info.mtimeMs}`;
+  const cached = files.get(path);
+  if (cached?.stamp === stamp) return cached;
+  const content = await readSafetensors(path);
+  const hash = createHash('sha256');
+  for (const [name, tensor] of [...content.tensors].sort(([a], [b]) => (a < b ? -1 : 1))) hash.update(name).update(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
+  const file = { sha256: hash.digest('hex'), content, stamp };
+  files.set(path, file);
+  return file;
+}
+
+/**
+ * Hot LoRA for a loaded model: `apply([{ path, scale }])` merges, `apply([])` removes. The model's
+ * UNet and text encoder must have been exported with layer names (the export tool does; a
+ * `--compact-graph` export has none).
+ */
+export async function createHotLora(model: LoadedModel): Promise<HotLora> {
+  const networks = {} as Record<LoraComponent, Network>;
+  for (const component of LORA_COMPONENTS) {
+    const path = model.folder.models[component];
+    const proto = await readModel(path);
+    const layers = layerWeights(proto, component);
+    if (layers.size === 0) {
+      throw new InvalidArgumentError({ field: 'model', value: path, expected: `an ONNX ${component} whose nodes carry the exporter's layer names (/…/to_q/MatMul); this one has none (a --compact-graph export?), so no LoRA can find its layers` });
+    }
+    networks[component] = { path, model: proto, layers, initializers: new Map((proto.graph?.initializer ?? []).map((tensor) => [tensor.name ?? '', tensor])), originals: new Map(), applied: '[]' };
+  }
+  let active: Required<LoraEntry>[] = [];
+  let applying: Promise<unknown> = Promise.resolve();
+
+  const apply = async (loras: readonly LoraEntry[]): Promise<LoraApplyReport> => {
+    const started = performance.now();
+    const parsed = lorasSchema.safeParse(loras);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const value = issue.path.reduce<unknown>((at, key) => (typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined), loras);
+      throw new InvalidArgumentError({ field: ['loras', ...issue.path.map(String)].join('.'), value, expected: issue.message });
+    }
+    const entries = parsed.data.map((entry) => ({ path: entry.path, scale: entry.scale }));
+    // Read and match every file first: a bad one leaves the model as it was.
+    const loaded = await Promise.all(entries.map(async (entry) => ({ entry, file: await readLoraFile(entry.path) })));
+    const read = performance.now() - started;
+    const layerMaps = { unet: networks.unet.layers, text_encoder: networks.text_encoder.layers };
+    const matched = loaded.map(({ entry, file }) => {
+      const match = matchLora(file.content, layerMaps);
+      if (match.layers.length === 0) {
+        const example = [...file.content.tensors.keys()][0] ?? '(no tensors)';
+        throw new LoraFileError({ path: entry.path, problem: `no layer of this model matches its tensors (${file.content.tensors.size} tensors, the first ${example}; this model's layers look like ${[...networks.unet.layers.keys()][0] ?? '?'}): not a LoRA, or one for another model family` });
+      }
+      return { entry, file, match };
+    });
+    let merge = 0;
+    let encode = 0;
+    let reload = 0;
+    const reloaded: LoraComponent[] = [];
+    const sources: Partial<Record<LoraComponent, { path: string; bytes?: Uint8Array }>> = {};
+    for (const component of LORA_COMPONENTS) {
+      const network = networks[component];
+      const changes = new Map<string, ScaledLayer[]>();
+      for (const { entry, match } of matched) {
+        if (entry.scale === 0) continue;
+        for (const layer of match.layers) if (layer.component === component) changes.set(layer.module, [...(changes.get(layer.module) ?? []), { layer, scale: entry.scale, path: entry.path }]);
+      }
+      const signature = JSON.stringify(matched.filter(({ entry, match }) => entry.scale !== 0 && match.layers.some((layer) => layer.component === component)).map(({ entry, file }) => [file.sha256, entry.scale]));
+      if (signature === network.applied) continue;
+      const mergeStarted = performance.now();
+      // Back to the original weights, then the set's changes on top.
+      for (const [name, { fields }] of network.originals) Object.assign(network.initializers.get(name)!, fields);
+      for (const [module, layerChanges] of changes) {
+        const weight = network.layers.get(module)!;
+        const tensor = network.initializers.get(weight.initializer)!;
+        let original = network.originals.get(weight.initializer);
+        if (original === undefined) {
+          original = { fields: { rawData: tensor.rawData, floatData: tensor.floatData, externalData: tensor.externalData, dataLocation: tensor.dataLocation }, values: await initializerValues(tensor, network.path) };
+          network.originals.set(weight.initializer, original);
+        }
+        Object.assign(tensor, { rawData: initializerBytes(mergeInto(original.values, weight, layerChanges), weight.dataType), floatData: [], externalData: [], dataLocation: 0 });
+      }
+      merge += performance.now() - mergeStarted;
+      const encodeStarted = performance.now();
+      sources[component] = changes.size === 0 ? { path: network.path } : { path: network.path, bytes: encodeModel(network.model) };
+      encode += performance.now() - encodeStarted;
+      network.applied = signature;
+      reloaded.push(component);
+    }
+    const reloadStarted = performance.now();
+    try {
+      await model.replaceWeights(sources);
+    } catch (error) {
+      // The sessions kept what they had: the next apply must merge again.
+      for (const component of reloaded) networks[component].applied = 'unknown';
+      throw error;
+    }
+    reload = performance.now() - reloadStarted;
+    active = entries;
+    const count = (layers: readonly LoraLayer[], component: LoraComponent): number => layers.filter((layer) => layer.component === component).length;
+    return {
+      reloaded,
+      layers: matched.map(({ entry, match }) => ({ path: entry.path, unet: count(match.layers, 'unet'), text_encoder: count(match.layers, 'text_encoder') })),
+      unmatched: matched.filter(({ match }) => match.unmatched.length > 0).map(({ entry, match }) => ({ path: entry.path, modules: match.unmatched })),
+      timings: { read, merge, encode, reload, total: performance.now() - started },
+    };
+  };
+
+  return {
+    // One apply at a time: each starts from the state the last one left.
+    apply(loras) {
+      const run = applying.then(() => apply(loras), () => apply(loras));
+      applying = run.catch(() => undefined);
+      return run;
+    },
+    get active() {
+      return active;
+    },
+  };
+}
