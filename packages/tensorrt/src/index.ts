@@ -63,6 +63,15 @@ export {
   type TrtexecProgress,
   type TrtexecSettings,
 } from './engines/trtexec.js';
+export {
+  EP_CONTEXT_SOURCE,
+  epContextModel,
+  loadEngineSession,
+  writeEpContextModel,
+  type EngineSession,
+  type EpContextModelOptions,
+  type LoadEngineSessionOptions,
+} from './engines/ep-context.js';
 
 // LoRA
 export { createHotLora, loraEntrySchema, lorasSchema, loraSetHash, type HotLora, type LoraApplyReport, type LoraEntry } from './lora/hot-lora.js';
