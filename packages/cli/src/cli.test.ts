@@ -23,7 +23,7 @@ describe('the streamdiffusion command', () => {
   });
 
   describe('--help', () => {
-    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['models', 'pull'], ['comfy', 'generate'], ['comfy', 'install'], ['export'], ['bench'], ['serve'], ['stream']]) {
+    for (const command of [[], ['img2img'], ['txt2img'], ['config', 'validate'], ['models', 'list'], ['models', 'verify'], ['models', 'pull'], ['comfy', 'generate'], ['comfy', 'install'], ['export'], ['bench'], ['serve'], ['stream'], ['build-engines'], ['engines', 'list'], ['engines', 'prune']]) {
       it(`prints the help of ${['streamdiffusion', ...command].join(' ')} (flags generated from the parameter schema)`, async () => {
         const { code, stdout } = await cli(...command, '--help');
         expect(code).toBe(EXIT_CODES.ok);

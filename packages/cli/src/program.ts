@@ -5,8 +5,10 @@
 import { Command, CommanderError } from 'commander';
 import { StreamDiffusionError } from '@streamdiffusion/core';
 import { benchCommand } from './commands/bench.js';
+import { buildEnginesCommand } from './commands/build-engines.js';
 import { comfyCommand } from './commands/comfy.js';
 import { configCommand } from './commands/config-validate.js';
+import { enginesCommand } from './commands/engines.js';
 import { exportCommand } from './commands/export.js';
 import { img2imgCommand, txt2imgCommand } from './commands/generate.js';
 import { modelsCommand } from './commands/models.js';
@@ -34,7 +36,9 @@ export function createProgram(io: Io): Command {
     .addCommand(exportCommand(io))
     .addCommand(benchCommand(io))
     .addCommand(serveCommand(io))
-    .addCommand(comfyCommand(io));
+    .addCommand(comfyCommand(io))
+    .addCommand(buildEnginesCommand(io))
+    .addCommand(enginesCommand(io));
   // Every command reports through io and throws instead of exiting, so run() decides the exit code.
   const all = (command: Command): Command[] => [command, ...command.commands.flatMap(all)];
   for (const command of all(program)) command.exitOverride().configureOutput(output);

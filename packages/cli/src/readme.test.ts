@@ -28,7 +28,7 @@ describe('the README’s command examples', () => {
 
   it('show every command', () => {
     const commands = new Set(examples.map((example) => words(example).slice(0, 2).join(' ').replace(/ (-|<|fixtures).*$/, '')));
-    expect([...commands].sort()).toEqual(['bench', 'comfy install', 'config validate', 'export', 'img2img', 'models list', 'models pull', 'models verify', 'serve', 'stream', 'txt2img']);
+    expect([...commands].sort()).toEqual(['bench', 'build-engines', 'comfy install', 'config validate', 'engines list', 'engines prune', 'export', 'img2img', 'models list', 'models pull', 'models verify', 'serve', 'stream', 'txt2img']);
   });
 
   for (const example of examples.filter((line) => !line.includes('<') && !line.startsWith('serve'))) {
