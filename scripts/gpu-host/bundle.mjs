@@ -20,6 +20,7 @@ await build({
     bench: 'packages/core/scripts/bench.ts',
     'bench-controlnet': 'packages/controlnet/scripts/bench.ts',
     'bench-ip-adapter': 'packages/ip-adapter/scripts/bench.ts',
+    'bench-lora': 'packages/tensorrt/scripts/bench-lora.ts',
     'inference-worker': 'packages/core/src/runtime/inference-worker.ts',
   },
   bundle: true,
@@ -37,6 +38,8 @@ await build({
 });
 // The runtime looks for the worker as inference-worker.js beside itself.
 cpSync(join(out, 'inference-worker.mjs'), join(out, 'inference-worker.js'));
+// The ONNX schema the LoRA merge reads at run time (found in proto/ beside or above the code).
+cpSync('packages/tensorrt/proto', join(out, 'proto'), { recursive: true });
 
 const require = createRequire(join(process.cwd(), 'packages/core/package.json'));
 const ortNode = dirname(require.resolve('onnxruntime-node/package.json'));

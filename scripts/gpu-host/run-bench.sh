@@ -10,6 +10,7 @@
 #   bash scripts/gpu-host/run-bench.sh original      # the Python original in PyTorch eager (CUDA)
 #   bash scripts/gpu-host/run-bench.sh controlnet    # a ControlNet's cost per frame, and the preprocessing overlap
 #   bash scripts/gpu-host/run-bench.sh ipadapter     # an IP-Adapter's cost per frame, and how long a style change takes
+#   bash scripts/gpu-host/run-bench.sh lora          # hot LoRA: apply, rescale, remove on the full-size model (WebGPU and CPU)
 # Carry .gpuhost (pack.sh of .gpuhost-app, .vendor/diffusers/src, .vendor/StreamDiffusion/src) and .gl.
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=tools/export:.vendor/diffusers/src
@@ -141,7 +142,20 @@ case ${1:-session} in
     bench sd15-2step --model "$SD15" --size 512 --steps 32,45 --cfg none --frames 30 --warmup 5
     original "$SD15_CHECKPOINT" 45 32,45
     ;;
+  lora)
+    # Hot LoRA on WebGPU: a random rank-16 kohya LoRA on every attention projection of the full-size
+    # SD-Turbo (fp16, fused attention), applied, rescaled and removed while a 2-step stream runs.
+    random_init "$FUSED" --attention fused
+    [[ -f /tmp/sdx-bench-lora.safetensors ]] || timeout 300 python3 -m streamdiffusion_export random-lora "$CHECKPOINT" --out /tmp/sdx-bench-lora.safetensors --rank 16 2>&1 | tail -2
+    ls -la "$FUSED/unet" "$FUSED/text_encoder" /tmp/sdx-bench-lora.safetensors
+    for run in "webgpu 512 10" "cpu 256 2"; do
+      set -- $run
+      echo "::: bench-lora $1 $2×$2"
+      timeout 400 node .gpuhost-app/bench-lora.mjs --device "$1" --model "$FUSED" --lora /tmp/sdx-bench-lora.safetensors --size "$2" --frames "$3" \
+        > "$OUT/bench-lora-$1.txt" 2> "$OUT/bench-lora-$1.err"; cat "$OUT/bench-lora-$1.txt"; tail -3 "$OUT/bench-lora-$1.err"
+    done
+    ;;
   profile-only) static_model; profile_unet ;;
   original) static_model; original "$CHECKPOINT" 45 32,45 0,16,32,45 ;;
-  *) echo "usage: run-bench.sh session|sd15|ours|profile-only|original|controlnet|ipadapter" >&2; exit 2 ;;
+  *) echo "usage: run-bench.sh session|sd15|ours|profile-only|original|controlnet|ipadapter|lora" >&2; exit 2 ;;
 esac

@@ -92,6 +92,27 @@ describe('the streamdiffusion command', () => {
     expect([image.width, image.height]).toEqual([128, 128]);
   });
 
+  it('merges a config’s LoRAs (loras, or the forks’ lora_dict) into the model before it runs, and names a missing file', async () => {
+    const run = async (name: string, lines: readonly string[]): Promise<Uint8Array> => {
+      const file = join(directory, `${name}.yaml`);
+      await writeFile(file, [`model_id: ${MODEL}`, 'width: 64', 'height: 64', 't_index_list: [20]', 'cfg_type: none', 'prompt: a lighthouse', ...lines].join('\n'));
+      const out = join(directory, `${name}.png`);
+      const { code, stderr } = await cli('img2img', EXAMPLE, '--config', file, '--out', out);
+      expect(code, stderr).toBe(EXIT_CODES.ok);
+      return (await readImage(out)).data;
+    };
+    const plain = await run('no-lora', []);
+    const listed = await run('loras', ['loras:', `  - path: ${fromRoot('fixtures/loras/kohya.safetensors')}`, '    scale: 2']);
+    const dictionary = await run('lora-dict', ['lora_dict:', `  ${fromRoot('fixtures/loras/kohya.safetensors')}: 2`]);
+    expect(dictionary).toEqual(listed);
+    expect(listed.some((value, index) => Math.abs(value - plain[index]!) > 2)).toBe(true);
+    const missing = join(directory, 'missing-lora.yaml');
+    await writeFile(missing, [`model_id: ${MODEL}`, 'lora_dict:', '  nowhere.safetensors: 1'].join('\n'));
+    const failed = await cli('img2img', EXAMPLE, '--config', missing, '--out', join(directory, 'x.png'));
+    expect(failed.code).toBe(EXIT_CODES.invalid);
+    expect(failed.stderr).toMatch(/missing-lora\.yaml:3: lora_dict\.nowhere\.safetensors/);
+  });
+
   it('config validate prints warnings with their lines, and names file, line and key of an invalid config', async () => {
     const good = join(directory, 'good.yaml');
     await writeFile(good, [`model_id: ${MODEL}`, 'engine_dir: engines', 't_index_list: [10, 30]'].join('\n'));

@@ -21,12 +21,13 @@ import {
 } from '@streamdiffusion/core';
 import { controlNetConfigFields, controlNetFromConfig, createControlNet } from '@streamdiffusion/controlnet';
 import { ipAdapterConfigFields, ipAdapterFromConfig } from '@streamdiffusion/ip-adapter';
+import { createHotLora, loraConfigFields, lorasFromConfig } from '@streamdiffusion/tensorrt';
 import { Option, type Command } from 'commander';
 import { commanderOptions, flagValues, kebab, schemaFlags, type SchemaFlag } from './flags.js';
 import { CliError, EXIT_CODES } from './io.js';
 
-/** The wrappers' config fields a config file may hold (ControlNets and an IP-Adapter). */
-export const WRAPPER_CONFIG_FIELDS = Object.freeze({ ...controlNetConfigFields, ...ipAdapterConfigFields });
+/** The wrappers' config fields a config file may hold (ControlNets, an IP-Adapter, LoRAs). */
+export const WRAPPER_CONFIG_FIELDS = Object.freeze({ ...controlNetConfigFields, ...ipAdapterConfigFields, ...loraConfigFields });
 
 /** The pipeline parameter flags (every key of the parameter schema). */
 export const PARAMETER_FLAGS: readonly SchemaFlag[] = schemaFlags(streamParametersShape);
@@ -93,6 +94,9 @@ export async function openModel(options: Readonly<Record<string, unknown>>): Pro
   const runtime = await createRuntime({ device: (options.device ?? 'auto') as DeviceRequest });
   try {
     const model = await loadModel({ runtime, folder: config.model_id });
+    // The config's LoRAs, merged into the model's weights before any pipeline is made.
+    const loras = loaded === undefined ? [] : await lorasFromConfig(loaded, modelsDir === undefined ? {} : { modelsDir });
+    if (loras.length > 0) await (await createHotLora(model)).apply(loras);
     const wrappers = async (): Promise<AnyUNetWrapperV1[]> => {
       const made: AnyUNetWrapperV1[] = [];
       if (loaded === undefined) {

@@ -74,7 +74,8 @@ export {
 } from './engines/ep-context.js';
 
 // LoRA
-export { createHotLora, loraEntrySchema, lorasSchema, loraSetHash, type HotLora, type LoraApplyReport, type LoraEntry } from './lora/hot-lora.js';
+export { createHotLora, createLoraMerger, loraEntrySchema, lorasSchema, loraSetHash, type HotLora, type LoraApplyReport, type LoraEntry, type LoraMerge, type LoraMerger, type LoraOptions } from './lora/hot-lora.js';
 export { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer, type LoraMatch } from './lora/lora-keys.js';
 export { mergeInto, type ScaledLayer } from './lora/lora-merge.js';
 export { LoraFileError, parseSafetensors, readSafetensors, type Safetensors, type SafetensorsTensor } from './lora/safetensors.js';
+export { loraConfigFields, lorasFromConfig } from './lora/lora-config.js';

@@ -317,6 +317,14 @@ def _command_lora_goldens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_random_lora(args: argparse.Namespace) -> int:
+    from .lora_goldens import random_lora
+
+    count = random_lora(Path(args.checkpoint), Path(args.out), args.rank, args.seed)
+    print(f"wrote {args.out}: {count} layers at rank {args.rank}")
+    return 0
+
+
 def _command_controlnet_goldens(args: argparse.Namespace) -> int:
     from .controlnet_goldens import make_controlnet_goldens
 
@@ -522,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     lora_goldens.add_argument("--out", default="fixtures/goldens/lora.json.gz", help="golden file to write (.gz: gzip-compressed)")
     lora_goldens.add_argument("--seed", type=int, default=50, help="seed of the LoRA weights")
     lora_goldens.set_defaults(run=_command_lora_goldens)
+
+    random_lora = commands.add_parser("random-lora", help="a random kohya LoRA on every attention projection (for timing hot LoRA)")
+    random_lora.add_argument("checkpoint", help="diffusers checkpoint (unet/, text_encoder/)")
+    random_lora.add_argument("--out", required=True, help=".safetensors file to write")
+    random_lora.add_argument("--rank", type=int, default=16)
+    random_lora.add_argument("--seed", type=int, default=60)
+    random_lora.set_defaults(run=_command_random_lora)
 
     ip_adapter_goldens = commands.add_parser(
         "ip-adapter-goldens",

@@ -116,6 +116,29 @@ _DIFFUSERS_PAIRS = [
 ]
 
 
+def random_lora(checkpoint: Path, out: Path, rank: int, seed: int) -> int:
+    """A random kohya-named LoRA on every attention projection of the UNet (to_q, to_k, to_v, to_out.0)
+    and the text encoder (q, k, v, out_proj), the layers real SD LoRAs train, at ``rank``: for timing
+    hot LoRA on full-size models (no goldens). Returns the number of layers."""
+    from safetensors.torch import save_file
+
+    modules = load_pipeline_modules(checkpoint)
+    generator = torch.Generator().manual_seed(seed)
+    tensors: dict[str, torch.Tensor] = {}
+    targets = [("unet", name) for name, _ in modules.unet.named_modules() if re.search(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$", name)]
+    targets += [("text_encoder", name) for name, _ in modules.text_encoder.named_modules() if re.search(r"self_attn\.(q_proj|k_proj|v_proj|out_proj)$", name)]
+    for component, path in targets:
+        down, up = _random_pair(_module(modules, component, path), rank, generator)
+        layer = path if component == "unet" or path.startswith("text_model.") else f"text_model.{path}"
+        name = ("lora_unet_" if component == "unet" else "lora_te_") + layer.replace(".", "_")
+        tensors[f"{name}.lora_down.weight"] = down * 0.1
+        tensors[f"{name}.lora_up.weight"] = up * 0.1
+        tensors[f"{name}.alpha"] = torch.tensor(float(rank)).half()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata={"made_by": "streamdiffusion_export random-lora"})
+    return len(targets)
+
+
 def read_as_diffusers(file: Path) -> list[tuple[str, str, torch.Tensor, torch.Tensor, float]]:
     """(component, layer path, down [r, …], up […, r], α) per layer, from the state dict and alphas
     diffusers' ``StableDiffusionLoraLoaderMixin.lora_state_dict`` makes of the file (its own kohya

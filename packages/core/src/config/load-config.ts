@@ -70,7 +70,7 @@ export const UNSUPPORTED_CONFIG_KEYS: Readonly<Record<string, string>> = Object.
   use_controlnet: 'ControlNets need @streamdiffusion/controlnet (pass its controlNetConfigFields as wrapperParameters)',
   ipadapters: 'IP-Adapters need @streamdiffusion/ip-adapter (pass its ipAdapterConfigFields as wrapperParameters)',
   use_ipadapter: 'IP-Adapters need @streamdiffusion/ip-adapter (pass its ipAdapterConfigFields as wrapperParameters)',
-  lora_dict: 'LoRAs are not supported yet; bake them into the exported model',
+  lora_dict: 'LoRAs need @streamdiffusion/tensorrt (pass its loraConfigFields as wrapperParameters)',
   use_lcm_lora: 'LCM-LoRA is not supported yet; export a model with it merged',
   lcm_lora_id: 'LCM-LoRA is not supported yet; export a model with it merged',
   use_tiny_vae: 'the VAE is the one in the model folder',

@@ -7,9 +7,10 @@
  */
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { InvalidArgumentError, type LoadedModel } from '@streamdiffusion/core';
+import { InvalidArgumentError, type LoadedModel, type ModelSource } from '@streamdiffusion/core';
 import { z } from 'zod';
-import { encodeModel, layerWeights, readModel, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
+import { readFile } from 'node:fs/promises';
+import { decodeModel, encodeModel, layerWeights, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
 import { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer } from './lora-keys.js';
 import { initializerBytes, initializerValues, mergeInto, type ScaledLayer } from './lora-merge.js';
 import { LoraFileError, readSafetensors, type Safetensors } from './safetensors.js';
@@ -51,6 +52,8 @@ export interface HotLora {
 
 interface Network {
   readonly path: string;
+  /** The file's bytes; inline weights are views into them. */
+  readonly file: Uint8Array;
   readonly model: OnnxModelProto;
   readonly layers: Map<string, LayerWeight>;
   readonly initializers: Map<string, OnnxTensor>;
@@ -96,26 +99,55 @@ async function readLoraFile(path: string): Promise<LoraFile> {
   return file;
 }
 
+/** What a merge made: a model source per network whose weights changed since the last merge. */
+export interface LoraMerge {
+  /** The original file for a network the set leaves alone, else its bytes with the set merged in. */
+  readonly sources: Readonly<Partial<Record<LoraComponent, ModelSource>>>;
+  readonly entries: readonly Required<LoraEntry>[];
+  readonly layers: LoraApplyReport['layers'];
+  readonly unmatched: LoraApplyReport['unmatched'];
+  readonly timings: { readonly read: number; readonly merge: number; readonly encode: number };
+}
+
 /**
- * Hot LoRA for a loaded model: `apply([{ path, scale }])` merges, `apply([])` removes. The model's
- * UNet and text encoder must have been exported with layer names (the export tool does; a
- * `--compact-graph` export has none).
+ * Merges LoRA sets into a model's UNet and text encoder files in memory, each set from the original
+ * weights (so rescaling and removing are exact). Used by hot LoRA and by TensorRT refits.
  */
-export async function createHotLora(model: LoadedModel): Promise<HotLora> {
+export interface LoraMerger {
+  /** The networks whose merged weights differ from the last merge's (the first merge: from the files). */
+  merge(loras: readonly LoraEntry[]): Promise<LoraMerge>;
+  /** Forgets what was merged last for these networks (their sessions did not take the merge). */
+  forget(components: readonly LoraComponent[]): void;
+}
+
+export interface LoraOptions {
+  /** Progress lines (reading big models, merging, encoding); silent by default. */
+  readonly log?: (line: string) => void;
+}
+
+const megabytes = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+
+/**
+ * A merger for a model's networks (`{ unet, text_encoder }`: their `.onnx` files). They must have
+ * been exported with layer names (the export tool does; a `--compact-graph` export has none).
+ */
+export async function createLoraMerger(files: Readonly<Record<LoraComponent, string>>, options: LoraOptions = {}): Promise<LoraMerger> {
+  const log = options.log ?? ((): void => undefined);
   const networks = {} as Record<LoraComponent, Network>;
   for (const component of LORA_COMPONENTS) {
-    const path = model.folder.models[component];
-    const proto = await readModel(path);
+    const path = files[component];
+    const started = performance.now();
+    const file = await readFile(path);
+    const proto = decodeModel(file);
     const layers = layerWeights(proto, component);
     if (layers.size === 0) {
       throw new InvalidArgumentError({ field: 'model', value: path, expected: `an ONNX ${component} whose nodes carry the exporter's layer names (/…/to_q/MatMul); this one has none (a --compact-graph export?), so no LoRA can find its layers` });
     }
-    networks[component] = { path, model: proto, layers, initializers: new Map((proto.graph?.initializer ?? []).map((tensor) => [tensor.name ?? '', tensor])), originals: new Map(), applied: '[]' };
+    networks[component] = { path, file, model: proto, layers, initializers: new Map((proto.graph?.initializer ?? []).map((tensor) => [tensor.name ?? '', tensor])), originals: new Map(), applied: '[]' };
+    log(`lora: read ${component} (${layers.size} layers) in ${Math.round(performance.now() - started)} ms`);
   }
-  let active: Required<LoraEntry>[] = [];
-  let applying: Promise<unknown> = Promise.resolve();
 
-  const apply = async (loras: readonly LoraEntry[]): Promise<LoraApplyReport> => {
+  const merge = async (loras: readonly LoraEntry[]): Promise<LoraMerge> => {
     const started = performance.now();
     const parsed = lorasSchema.safeParse(loras);
     if (!parsed.success) {
@@ -124,7 +156,7 @@ export async function createHotLora(model: LoadedModel): Promise<HotLora> {
       throw new InvalidArgumentError({ field: ['loras', ...issue.path.map(String)].join('.'), value, expected: issue.message });
     }
     const entries = parsed.data.map((entry) => ({ path: entry.path, scale: entry.scale }));
-    // Read and match every file first: a bad one leaves the model as it was.
+    // Read and match every file first: a bad one leaves everything as it was.
     const loaded = await Promise.all(entries.map(async (entry) => ({ entry, file: await readLoraFile(entry.path) })));
     const read = performance.now() - started;
     const layerMaps = { unet: networks.unet.layers, text_encoder: networks.text_encoder.layers };
@@ -136,11 +168,9 @@ export async function createHotLora(model: LoadedModel): Promise<HotLora> {
       }
       return { entry, file, match };
     });
-    let merge = 0;
-    let encode = 0;
-    let reload = 0;
-    const reloaded: LoraComponent[] = [];
-    const sources: Partial<Record<LoraComponent, { path: string; bytes?: Uint8Array }>> = {};
+    let mergeMs = 0;
+    let encodeMs = 0;
+    const sources: Partial<Record<LoraComponent, ModelSource>> = {};
     for (const component of LORA_COMPONENTS) {
       const network = networks[component];
       const changes = new Map<string, ScaledLayer[]>();
@@ -153,6 +183,10 @@ export async function createHotLora(model: LoadedModel): Promise<HotLora> {
       const mergeStarted = performance.now();
       // Back to the original weights, then the set's changes on top.
       for (const [name, { fields }] of network.originals) Object.assign(network.initializers.get(name)!, fields);
+      // Weights stored inline are patched into a copy of the file at their own offsets (same size);
+      // only weights in external data files make the model be encoded again (they move inline).
+      const patches: { readonly offset: number; readonly bytes: Uint8Array }[] = [];
+      let encodeAgain = false;
       for (const [module, layerChanges] of changes) {
         const weight = network.layers.get(module)!;
         const tensor = network.initializers.get(weight.initializer)!;
@@ -161,32 +195,71 @@ export async function createHotLora(model: LoadedModel): Promise<HotLora> {
           original = { fields: { rawData: tensor.rawData, floatData: tensor.floatData, externalData: tensor.externalData, dataLocation: tensor.dataLocation }, values: await initializerValues(tensor, network.path) };
           network.originals.set(weight.initializer, original);
         }
-        Object.assign(tensor, { rawData: initializerBytes(mergeInto(original.values, weight, layerChanges), weight.dataType), floatData: [], externalData: [], dataLocation: 0 });
+        const merged = initializerBytes(mergeInto(original.values, weight, layerChanges), weight.dataType);
+        const inline = original.fields.rawData;
+        if (tensor.dataLocation !== 1 && inline !== undefined && inline.buffer === network.file.buffer && inline.byteLength === merged.byteLength) {
+          patches.push({ offset: inline.byteOffset - network.file.byteOffset, bytes: merged });
+        } else {
+          encodeAgain = true;
+        }
+        Object.assign(tensor, { rawData: merged, floatData: [], externalData: [], dataLocation: 0 });
       }
-      merge += performance.now() - mergeStarted;
       const encodeStarted = performance.now();
-      sources[component] = changes.size === 0 ? { path: network.path } : { path: network.path, bytes: encodeModel(network.model) };
-      encode += performance.now() - encodeStarted;
+      mergeMs += encodeStarted - mergeStarted;
+      let bytes: Uint8Array | undefined;
+      if (changes.size > 0 && encodeAgain) bytes = encodeModel(network.model);
+      else if (changes.size > 0) {
+        bytes = new Uint8Array(network.file);
+        for (const patch of patches) bytes.set(patch.bytes, patch.offset);
+      }
+      sources[component] = bytes === undefined ? { path: network.path } : { path: network.path, bytes };
+      encodeMs += performance.now() - encodeStarted;
+      log(`lora: ${component}: ${changes.size} layers merged in ${Math.round(encodeStarted - mergeStarted)} ms, ${bytes === undefined ? 'back to the original file' : `encoded (${megabytes(bytes.byteLength)}) in ${Math.round(performance.now() - encodeStarted)} ms`}`);
       network.applied = signature;
-      reloaded.push(component);
     }
-    const reloadStarted = performance.now();
-    try {
-      await model.replaceWeights(sources);
-    } catch (error) {
-      // The sessions kept what they had: the next apply must merge again.
-      for (const component of reloaded) networks[component].applied = 'unknown';
-      throw error;
-    }
-    reload = performance.now() - reloadStarted;
-    active = entries;
     const count = (layers: readonly LoraLayer[], component: LoraComponent): number => layers.filter((layer) => layer.component === component).length;
     return {
-      reloaded,
+      sources,
+      entries,
       layers: matched.map(({ entry, match }) => ({ path: entry.path, unet: count(match.layers, 'unet'), text_encoder: count(match.layers, 'text_encoder') })),
       unmatched: matched.filter(({ match }) => match.unmatched.length > 0).map(({ entry, match }) => ({ path: entry.path, modules: match.unmatched })),
-      timings: { read, merge, encode, reload, total: performance.now() - started },
+      timings: { read, merge: mergeMs, encode: encodeMs },
     };
+  };
+
+  return {
+    merge,
+    forget(components) {
+      for (const component of components) networks[component].applied = 'unknown';
+    },
+  };
+}
+
+/**
+ * Hot LoRA for a loaded model: `apply([{ path, scale }])` merges, `apply([])` removes; only the
+ * networks whose merged weights changed are reloaded, beside the running stream.
+ */
+export async function createHotLora(model: LoadedModel, options: LoraOptions = {}): Promise<HotLora> {
+  const merger = await createLoraMerger({ unet: model.folder.models.unet, text_encoder: model.folder.models.text_encoder }, options);
+  let active: Required<LoraEntry>[] = [];
+  let applying: Promise<unknown> = Promise.resolve();
+
+  const apply = async (loras: readonly LoraEntry[]): Promise<LoraApplyReport> => {
+    const started = performance.now();
+    const merged = await merger.merge(loras);
+    const reloaded = Object.keys(merged.sources) as LoraComponent[];
+    const reloadStarted = performance.now();
+    try {
+      await model.replaceWeights(merged.sources);
+    } catch (error) {
+      // The sessions kept what they had: the next apply must merge again.
+      merger.forget(reloaded);
+      throw error;
+    }
+    const reload = performance.now() - reloadStarted;
+    options.log?.(`lora: reloaded ${reloaded.join(', ') || 'nothing'} in ${Math.round(reload)} ms`);
+    active = [...merged.entries];
+    return { reloaded, layers: merged.layers, unmatched: merged.unmatched, timings: { ...merged.timings, reload, total: performance.now() - started } };
   };
 
   return {

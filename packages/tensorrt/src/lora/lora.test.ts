@@ -6,14 +6,14 @@
  * weights must reproduce the UNet and text encoder outputs, for each set and scale, as the set
  * changes on one loaded model (hot: no re-export, only changed networks reloaded).
  */
-import { readFile, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { createRuntime, createStreamDiffusion, hostTensor, loadModel, type LoadedModel, type RgbImage, type Runtime } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { layerWeights, readModel } from '../onnx/onnx-model.js';
+import { encodeModel, layerWeights, readModel } from '../onnx/onnx-model.js';
 import { createHotLora, loraSetHash, type HotLora } from './hot-lora.js';
 import { matchLora } from './lora-keys.js';
 import { LoraFileError, parseSafetensors, readSafetensors } from './safetensors.js';
@@ -182,6 +182,40 @@ describe('hot LoRA on one loaded model (CPU)', () => {
     } finally {
       await before.dispose();
       await lora.apply([]);
+    }
+  });
+});
+
+describe('hot LoRA on a model whose weights are in an external data file', () => {
+  it('reads the weights from it, and gives the same outputs as on the model with inline weights', async () => {
+    // tiny-sd-turbo with every UNet weight of more than 1 kB moved to unet/model.onnx_data.
+    const folder = await mkdtemp(join(tmpdir(), 'lora-external-'));
+    const runtime = await createRuntime({ device: 'cpu' });
+    try {
+      await cp(fixture('models/tiny-sd-turbo'), folder, { recursive: true });
+      const model = await readModel(join(folder, 'unet', 'model.onnx'));
+      const chunks: Uint8Array[] = [];
+      let offset = 0;
+      for (const tensor of model.graph!.initializer!) {
+        if (tensor.rawData === undefined || tensor.rawData.byteLength <= 1024) continue;
+        const length = tensor.rawData.byteLength;
+        chunks.push(new Uint8Array(tensor.rawData));
+        Object.assign(tensor, { rawData: new Uint8Array(0), dataLocation: 1, externalData: [{ key: 'location', value: 'model.onnx_data' }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(length) }] });
+        offset += length;
+      }
+      await writeFile(join(folder, 'unet', 'model.onnx_data'), Buffer.concat(chunks));
+      await writeFile(join(folder, 'unet', 'model.onnx'), encodeModel(model));
+      const external = await loadModel({ runtime, folder });
+      const inline = await loadModel({ runtime, folder: fixture('models/tiny-sd-turbo') });
+      const set = [{ path: KOHYA, scale: 0.5 }, { path: PEFT }];
+      await (await createHotLora(external)).apply(set);
+      await (await createHotLora(inline)).apply(set);
+      const [a, b] = [await outputs(external), await outputs(inline)];
+      expect(maxDifference(a.unet, b.unet)).toBe(0);
+      expect(maxDifference(a.text, b.text)).toBe(0);
+    } finally {
+      await runtime.dispose();
+      await rm(folder, { recursive: true, force: true });
     }
   });
 });
