@@ -148,10 +148,10 @@ case ${1:-session} in
     random_init "$FUSED" --attention fused
     [[ -f /tmp/sdx-bench-lora.safetensors ]] || timeout 300 python3 -m streamdiffusion_export random-lora "$CHECKPOINT" --out /tmp/sdx-bench-lora.safetensors --rank 16 2>&1 | tail -2
     ls -la "$FUSED/unet" "$FUSED/text_encoder" /tmp/sdx-bench-lora.safetensors
-    for run in "webgpu 512 10" "cpu 256 2"; do
+    for run in "webgpu 512 10 300" "cpu 128 2 200"; do
       set -- $run
       echo "::: bench-lora $1 $2×$2"
-      timeout 400 node .gpuhost-app/bench-lora.mjs --device "$1" --model "$FUSED" --lora /tmp/sdx-bench-lora.safetensors --size "$2" --frames "$3" \
+      timeout "$4" node .gpuhost-app/bench-lora.mjs --device "$1" --model "$FUSED" --lora /tmp/sdx-bench-lora.safetensors --size "$2" --frames "$3" \
         > "$OUT/bench-lora-$1.txt" 2> "$OUT/bench-lora-$1.err"; cat "$OUT/bench-lora-$1.txt"; tail -3 "$OUT/bench-lora-$1.err"
     done
     ;;
