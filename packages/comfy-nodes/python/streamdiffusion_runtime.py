@@ -247,7 +247,7 @@ def _close_sidecar() -> None:
 # ---------------------------------------------------------------------------------------------
 # Node inputs → sidecar requests.
 
-SOCKET_INPUTS = ("pipeline", "controlnet", "ipadapter", "image", "style_image_pixels")
+SOCKET_INPUTS = ("pipeline", "controlnet", "ipadapter", "lora", "image", "style_image_pixels")
 
 
 def decode_inputs(inputs: dict, encodings: dict) -> dict:
@@ -295,6 +295,14 @@ def resolve_input(path: str) -> str:
     if os.path.isabs(path) or input_dir is None:
         return os.path.abspath(path)
     return os.path.join(input_dir, path)
+
+
+def resolve_lora(path: str) -> str:
+    """An absolute LoRA file: as given, or a name in ComfyUI's models/loras folder."""
+    models_dir = comfy_folders()[0]
+    if os.path.isabs(path) or models_dir is None:
+        return os.path.abspath(path)
+    return os.path.join(os.path.dirname(models_dir), "loras", path)
 
 
 # The wrapper fields that name model folders or files; resolved like the load node's model.
@@ -350,6 +358,7 @@ def run_node(action: str, inputs: dict, encodings: dict, schema_hash: str) -> tu
             "parameters": values,
             "controlnets": list(inputs.get("controlnet") or []),
             "ipadapters": [inputs["ipadapter"]] if inputs.get("ipadapter") else [],
+            "loras": list(inputs.get("lora") or []),
         }
         result, _ = call(schema_hash, "load", request)
         return ({"handle": result["handle"], "request": request, "hot": {}, "width": result["width"], "height": result["height"]},)
@@ -364,8 +373,12 @@ def run_node(action: str, inputs: dict, encodings: dict, schema_hash: str) -> tu
         if "style_image" not in values:
             raise ValueError("style_image: give a file path, or connect an IMAGE to style_image_pixels")
         return (values,)
+    if action == "lora":
+        return (list(inputs.get("lora") or []) + [{**values, "path": resolve_lora(values["path"])}],)
     if action == "update":
         handle = inputs["pipeline"]
+        if inputs.get("lora") is not None:
+            values["loras"] = list(inputs["lora"])
         result, _ = call(schema_hash, "check_update", {"parameters": values})
         return ({**handle, "hot": {**handle["hot"], **result["parameters"]}},)
     if action == "sample":

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { configToStreamDiffusionOptions, createRuntime, createStreamDiffusion, loadModel, readImage, streamDiffusionConfigSchema, writeImage, type AnyUNetWrapperV1, type RgbImage } from '@streamdiffusion/core';
 import { createControlNet } from '@streamdiffusion/controlnet';
 import { createIpAdapter } from '@streamdiffusion/ip-adapter';
+import { createHotLora } from '@streamdiffusion/tensorrt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startComfyUI, runPrompt, type PromptRun, type RunningComfyUI } from '../test-support/comfyui/start-comfyui.mjs';
 import { generatePack, PACK_NAME } from './generator/generate-pack.js';
@@ -52,12 +53,20 @@ function schemaValues(inputs: Readonly<Record<string, unknown>>, drop: readonly 
 
 /** What the library itself makes of these frames: a fresh pipeline, `update(hot)` before the frames the map names. */
 async function libraryFrames(
-  options: { readonly model: string; readonly parameters: Record<string, unknown>; readonly controlnets?: unknown[]; readonly ipadapters?: unknown[]; readonly updates?: ReadonlyMap<number, Record<string, unknown>> },
+  options: {
+    readonly model: string;
+    readonly parameters: Record<string, unknown>;
+    readonly controlnets?: unknown[];
+    readonly ipadapters?: unknown[];
+    readonly loras?: { path: string; scale: number }[];
+    readonly updates?: ReadonlyMap<number, Record<string, unknown>>;
+  },
   frames: readonly RgbImage[],
 ): Promise<RgbImage[]> {
   const runtime = await createRuntime({ device: 'cpu' });
   try {
     const model = await loadModel({ runtime, folder: options.model });
+    if (options.loras !== undefined) await (await createHotLora(model)).apply(options.loras);
     const config = streamDiffusionConfigSchema.parse({ ...options.parameters, model_id: options.model });
     const wrappers: AnyUNetWrapperV1[] = [];
     if (options.controlnets !== undefined || model.capabilities.controlNet !== null) wrappers.push(createControlNet({ controlnets: (options.controlnets ?? []) as never }));
@@ -142,6 +151,8 @@ async function startWithPack(): Promise<{ comfy: RunningComfyUI; pack: string; c
   await mkdir(models, { recursive: true });
   await symlink(fixture('models/tiny-sd-turbo'), join(models, 'stabilityai--sd-turbo'));
   await symlink(fixture('controlnets/micro-canny'), join(models, 'lllyasviel--control_v11p_sd15_canny'));
+  await mkdir(join(comfy.baseDir, 'models', 'loras'), { recursive: true });
+  await symlink(fixture('loras/kohya.safetensors'), join(comfy.baseDir, 'models', 'loras', 'kohya.safetensors'));
   // micro-sd-turbo whose UNet takes both ControlNet residuals and IP-Adapter tokens, as sd15-ipadapter.
   const both = join(models, 'sd15-ipadapter');
   await cp(fixture('models/micro-sd-turbo-ipadapter'), both, { recursive: true });
@@ -191,7 +202,7 @@ describe.skipIf(COMFYUI_DIR === undefined)('the node pack in a real ComfyUI 0.3.
   it('serialises every generated node to the /object_info entry the generator expects', async () => {
     const info = (await (await fetch(`${comfy.url}/object_info`)).json()) as Record<string, Record<string, unknown>>;
     const expected = JSON.parse(await readFile(join(pack, 'object_info.json'), 'utf8')) as Record<string, unknown>;
-    expect(Object.keys(expected)).toHaveLength(5);
+    expect(Object.keys(expected)).toHaveLength(6);
     for (const [id, entry] of Object.entries(expected)) expect(info[id], id).toEqual(entry);
     // What the workflow conversion assumes about ComfyUI's own LoadImage and SaveImage.
     for (const [id, entry] of Object.entries(COMFY_CORE_NODES)) {
@@ -281,6 +292,36 @@ describe.skipIf(COMFYUI_DIR === undefined)('the node pack in a real ComfyUI 0.3.
       [FRAME],
     );
     expect(maxDifference(image!, plain!)).toBeGreaterThan(4);
+  });
+
+  it('merges LoRAs from LoRA nodes (a name in models/loras) into the model, and changes them live through the update node', async () => {
+    const api = await tinyWorkflow('img2img', 16);
+    api['6'] = { class_type: 'StreamDiffusionLoRA', inputs: { path: 'kohya.safetensors', scale: 2 } };
+    api['2']!.inputs.lora = ['6', 0];
+    Object.assign(api['2']!.inputs, { t_index_list: '20' });
+    Object.assign(api['3']!.inputs, { t_index_list: '20' });
+    const first = await runPrompt(comfy.url, api, { timeoutMs: 60_000 });
+    succeeded(first);
+    // Live: a chain of two LoRAs on the update node replaces the load node's.
+    const changed = structuredClone(api);
+    changed['7'] = { class_type: 'StreamDiffusionLoRA', inputs: { path: fixture('loras/peft.safetensors'), scale: 8, lora: ['6', 0] } };
+    changed['3']!.inputs.lora = ['7', 0];
+    const second = await runPrompt(comfy.url, changed, { timeoutMs: 60_000 });
+    succeeded(second);
+    const executed = (second.history!.status.messages.find((entry) => Array.isArray(entry) && entry[0] === 'execution_cached') as [string, { nodes: string[] }])[1].nodes;
+    expect(executed, 'the load node came from the cache').toContain('2');
+    const kohya = { path: fixture('loras/kohya.safetensors'), scale: 2 };
+    const model = fixture('models/tiny-sd-turbo');
+    const parameters = { ...schemaValues(api['2']!.inputs, ['model', 'device']), ...schemaValues(api['3']!.inputs) };
+    const [withKohya] = await libraryFrames({ model, parameters, loras: [kohya] }, [FRAME]);
+    const [withBoth] = await libraryFrames({ model, parameters, loras: [kohya, { path: fixture('loras/peft.safetensors'), scale: 8 }] }, [FRAME]);
+    const [plain] = await libraryFrames({ model, parameters }, [FRAME]);
+    const [one] = await savedImage(comfy, first, '5');
+    const [two] = await savedImage(comfy, second, '5');
+    expect(maxDifference(one!, withKohya!)).toBeLessThanOrEqual(1);
+    expect(maxDifference(two!, withBoth!)).toBeLessThanOrEqual(1);
+    expect(maxDifference(withKohya!, plain!)).toBeGreaterThan(2);
+    expect(maxDifference(withBoth!, withKohya!)).toBeGreaterThan(2);
   });
 
   it('refuses a bad value with a node error that names the field and the value, and the next prompt runs', async () => {

@@ -17,9 +17,12 @@ const input = (nodeId: string, inputId: string) => node(nodeId).inputs.find((ite
 
 describe('the node catalogue', () => {
   it('has the pack’s nodes, with handles in custom socket types and only the sampler never cached', () => {
-    expect(catalogue.map((item) => item.id)).toEqual(['StreamDiffusionLoadPipeline', 'StreamDiffusionControlNet', 'StreamDiffusionIPAdapter', 'StreamDiffusionUpdateParameters', 'StreamDiffusionSampler']);
+    expect(catalogue.map((item) => item.id)).toEqual(['StreamDiffusionLoadPipeline', 'StreamDiffusionControlNet', 'StreamDiffusionIPAdapter', 'StreamDiffusionLoRA', 'StreamDiffusionUpdateParameters', 'StreamDiffusionSampler']);
     expect(node('StreamDiffusionLoadPipeline').outputs.map((output) => output.type)).toEqual([SOCKET_TYPES.pipeline]);
     expect(input('StreamDiffusionControlNet', 'controlnet')).toMatchObject({ type: SOCKET_TYPES.controlnet, optional: true });
+    // LoRAs chain, and reach the load node (with the pipeline) and the update node (hot).
+    for (const id of ['StreamDiffusionLoRA', 'StreamDiffusionLoadPipeline', 'StreamDiffusionUpdateParameters']) expect(input(id, 'lora'), id).toMatchObject({ type: SOCKET_TYPES.lora, optional: true });
+    expect(input('StreamDiffusionLoRA', 'scale')).toMatchObject({ type: 'FLOAT', min: -10, max: 10, default: 1 });
     expect(catalogue.filter((item) => item.notIdempotent).map((item) => item.id)).toEqual(['StreamDiffusionSampler']);
     // ComfyUI refuses a schema whose input and output ids collide.
     for (const item of catalogue) {
@@ -37,8 +40,8 @@ describe('the node catalogue', () => {
     expect(input('StreamDiffusionLoadPipeline', 't_index_list')).toMatchObject({ type: 'STRING', default: '32,45', encoding: 'int-list' });
     expect(input('StreamDiffusionLoadPipeline', 'prompt_blending')).toMatchObject({ type: 'STRING', optional: true, encoding: 'json' });
     expect(input('StreamDiffusionLoadPipeline', 'prompt')).toMatchObject({ multiline: true });
-    // The update node takes the hot parameters only.
-    expect(node('StreamDiffusionUpdateParameters').inputs.map((item) => item.id)).toEqual(['pipeline', ...Object.keys(hotParametersShape)]);
+    // The update node takes the hot parameters only (and LoRAs, merged in memory).
+    expect(node('StreamDiffusionUpdateParameters').inputs.map((item) => item.id)).toEqual(['pipeline', ...Object.keys(hotParametersShape), 'lora']);
   });
 
   it('makes the wrapper nodes’ widgets from the wrappers’ entry schemas', () => {

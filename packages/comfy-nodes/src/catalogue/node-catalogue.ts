@@ -9,6 +9,7 @@
 import { DEVICE_REQUESTS, hotParametersShape, reloadParametersShape } from '@streamdiffusion/core';
 import { controlNetEntrySchema, PREPROCESSOR_NAMES } from '@streamdiffusion/controlnet';
 import { ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
+import { loraEntrySchema } from '@streamdiffusion/tensorrt';
 import { z } from 'zod';
 
 /** The custom socket types handles travel in. */
@@ -16,6 +17,7 @@ export const SOCKET_TYPES = Object.freeze({
   pipeline: 'STREAMDIFFUSION_PIPELINE',
   controlnet: 'STREAMDIFFUSION_CONTROLNET',
   ipadapter: 'STREAMDIFFUSION_IPADAPTER',
+  lora: 'STREAMDIFFUSION_LORA',
 });
 
 export type WidgetType = 'INT' | 'FLOAT' | 'STRING' | 'BOOLEAN' | 'COMBO';
@@ -48,7 +50,7 @@ export interface OutputSpec {
 }
 
 /** What a node does; the runtime module implements each. */
-export type NodeAction = 'load' | 'controlnet' | 'ipadapter' | 'sample' | 'update';
+export type NodeAction = 'load' | 'controlnet' | 'ipadapter' | 'lora' | 'sample' | 'update';
 
 export interface NodeSpec {
   readonly id: string;
@@ -118,6 +120,7 @@ const CATEGORY = 'StreamDiffusion';
 const MULTILINE = { prompt: { multiline: true }, negative_prompt: { multiline: true } } as const;
 
 const pipelineInput = (tooltip: string): InputSpec => ({ id: 'pipeline', type: SOCKET_TYPES.pipeline, tooltip, optional: false, encoding: 'plain' });
+const loraInput = (tooltip: string): InputSpec => ({ id: 'lora', type: SOCKET_TYPES.lora, tooltip, optional: true, encoding: 'plain' });
 const pipelineOutput: OutputSpec = { id: 'pipeline_out', type: SOCKET_TYPES.pipeline, displayName: 'pipeline', tooltip: 'The pipeline handle: feed it to StreamDiffusion Sampler or Update parameters.' };
 
 /** Every node of the pack, in menu order. */
@@ -126,6 +129,7 @@ export function nodeCatalogue(): readonly NodeSpec[] {
   const reload = propertiesOf(z.object(reloadParametersShape));
   const controlnet = propertiesOf(controlNetEntrySchema);
   const ipadapter = propertiesOf(ipAdapterEntrySchema('paths'));
+  const lora = propertiesOf(loraEntrySchema);
   return [
     {
       id: 'StreamDiffusionLoadPipeline',
@@ -140,6 +144,7 @@ export function nodeCatalogue(): readonly NodeSpec[] {
         ...widgets(hot, [], MULTILINE),
         { id: 'controlnet', type: SOCKET_TYPES.controlnet, tooltip: 'ControlNets (a chain of StreamDiffusion ControlNet nodes).', optional: true, encoding: 'plain' },
         { id: 'ipadapter', type: SOCKET_TYPES.ipadapter, tooltip: 'An IP-Adapter (the StreamDiffusion IP-Adapter node).', optional: true, encoding: 'plain' },
+        loraInput('LoRAs merged into the model’s weights (a chain of StreamDiffusion LoRA nodes).'),
       ],
       outputs: [pipelineOutput],
       notIdempotent: false,
@@ -174,12 +179,22 @@ export function nodeCatalogue(): readonly NodeSpec[] {
       notIdempotent: false,
     },
     {
+      id: 'StreamDiffusionLoRA',
+      displayName: 'StreamDiffusion LoRA',
+      category: CATEGORY,
+      description: 'Adds a LoRA (.safetensors, kohya or diffusers/PEFT names) to a chain; the chain goes to Load StreamDiffusion pipeline, or to Update parameters to change LoRAs while streaming.',
+      action: 'lora',
+      inputs: [...widgets(lora, [], { path: { tooltip: `${lora.path?.description ?? ''} An absolute path, or a name in ComfyUI’s models/loras folder.` } }), loraInput('LoRAs before this one in the chain.')],
+      outputs: [{ id: 'lora_out', type: SOCKET_TYPES.lora, displayName: 'lora', tooltip: 'The chain with this LoRA added.' }],
+      notIdempotent: false,
+    },
+    {
       id: 'StreamDiffusionUpdateParameters',
       displayName: 'StreamDiffusion update parameters',
       category: CATEGORY,
       description: 'Changes the hot parameters of a pipeline (prompt, guidance, t_index_list, seed, …) without reloading it; the sampler applies them between two frames.',
       action: 'update',
-      inputs: [pipelineInput('The pipeline to change.'), ...widgets(hot, [], MULTILINE)],
+      inputs: [pipelineInput('The pipeline to change.'), ...widgets(hot, [], MULTILINE), loraInput('LoRAs instead of the load node’s (hot: merged again in memory, no reload of the pipeline); unconnected: unchanged.')],
       outputs: [pipelineOutput],
       notIdempotent: false,
     },

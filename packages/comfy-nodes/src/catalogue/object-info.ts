@@ -86,6 +86,7 @@ function optionsOf(input: InputSpec): Record<string, unknown> {
     case 'STREAMDIFFUSION_PIPELINE':
     case 'STREAMDIFFUSION_CONTROLNET':
     case 'STREAMDIFFUSION_IPADAPTER':
+    case 'STREAMDIFFUSION_LORA':
       // Sockets: no widget options.
       return base;
   }

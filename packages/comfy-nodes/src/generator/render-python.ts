@@ -23,7 +23,7 @@ function py(value: unknown): string {
     .join(', ')}}`;
 }
 
-const SOCKET_NAMES: Readonly<Record<string, string>> = { [SOCKET_TYPES.pipeline]: 'PIPELINE', [SOCKET_TYPES.controlnet]: 'CONTROLNET', [SOCKET_TYPES.ipadapter]: 'IPADAPTER' };
+const SOCKET_NAMES: Readonly<Record<string, string>> = { [SOCKET_TYPES.pipeline]: 'PIPELINE', [SOCKET_TYPES.controlnet]: 'CONTROLNET', [SOCKET_TYPES.ipadapter]: 'IPADAPTER', [SOCKET_TYPES.lora]: 'LORA' };
 
 /** The io class an input or output of this type is made with. */
 function ioClass(type: string): string {

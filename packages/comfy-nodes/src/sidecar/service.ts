@@ -23,6 +23,7 @@ import {
 } from '@streamdiffusion/core';
 import { controlNetEntrySchema, createControlNet } from '@streamdiffusion/controlnet';
 import { createIpAdapter, ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
+import { createHotLora, lorasSchema, type HotLora } from '@streamdiffusion/tensorrt';
 import { z } from 'zod';
 import { PROTOCOL_VERSION, schemaHash } from '../catalogue/schema-hash.js';
 
@@ -44,12 +45,14 @@ const loadSchema = z
     parameters: z.object(streamParametersShape).partial().strict(),
     controlnets: z.array(controlNetEntrySchema).default([]),
     ipadapters: z.array(z.record(z.string(), z.unknown())).max(1, { message: 'one IP-Adapter per pipeline' }).default([]),
+    loras: lorasSchema.default([]),
   })
   .strict();
 export type LoadRequest = z.input<typeof loadSchema>;
 
 // Only the keys given: a default must not reset what an earlier update set.
-const hotSchema = z.object(withoutDefaults(hotParametersShape)).partial().strict();
+// LoRAs ride along with the hot parameters: merged into the model's weights in memory, no reload.
+const hotSchema = z.object({ ...withoutDefaults(hotParametersShape), loras: lorasSchema }).partial().strict();
 // Frames name their pipeline by handle only: the load request (an IP-Adapter's style image can be a
 // megabyte of base64) crosses the pipe and is validated once, at load, not with every frame.
 const sampleSchema = z.object({ handle: z.string(), hot: hotSchema.default({}), frames: z.number().int().positive(), width: z.number().int().positive(), height: z.number().int().positive() }).strict();
@@ -94,6 +97,10 @@ export const handleOf = (request: unknown): string => `sd-${createHash('sha256')
 interface Entry {
   readonly stream: StreamDiffusion;
   readonly device: string;
+  /** The model's key (pipelines on one model share its weights, and so its LoRAs). */
+  readonly modelKey: string;
+  /** The load request's LoRAs (an update's replace them). */
+  readonly loras: z.output<typeof lorasSchema>;
   /** The hot parameters last applied (JSON), so an unchanged set costs nothing. */
   applied: string;
 }
@@ -109,6 +116,21 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
   const runtimes = new Map<string, Promise<Runtime>>();
   const models = new Map<string, Promise<LoadedModel>>();
   const pipelines = new Map<string, Promise<Entry>>();
+  // Per model: its hot LoRA and the set merged last, so a frame of another set merges again.
+  const loras = new Map<string, { readonly hot: Promise<HotLora>; applied: string }>();
+  const lorasFor = async (entry: Entry, wanted: z.output<typeof lorasSchema>): Promise<void> => {
+    const model = await models.get(entry.modelKey)!;
+    let state = loras.get(entry.modelKey);
+    if (state === undefined) {
+      if (wanted.length === 0) return;
+      state = { hot: createHotLora(model, { log }), applied: '[]' };
+      loras.set(entry.modelKey, state);
+    }
+    const key = JSON.stringify(wanted);
+    if (key === state.applied) return;
+    await (await state.hot).apply(wanted);
+    state.applied = key;
+  };
 
   const runtimeFor = (device: (typeof DEVICE_REQUESTS)[number]): Promise<Runtime> => {
     let runtime = runtimes.get(device);
@@ -147,7 +169,7 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
         const make = async (): Promise<StreamDiffusion> => await createStreamDiffusion({ model, wrappers, ...configToStreamDiffusionOptions(config) });
         const stream = await make();
         log(`pipeline ${handle}: ${request.model} on ${model.runtime.device.device}, ${stream.width}×${stream.height}`);
-        return { stream, device: model.runtime.device.device, applied: JSON.stringify({}) };
+        return { stream, device: model.runtime.device.device, modelKey: `${request.device}\0${request.model}`, loras: request.loras, applied: JSON.stringify({}) };
       })();
       pipelines.set(handle, entry);
       entry.catch(() => pipelines.delete(handle));
@@ -176,9 +198,11 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
           if (pending === undefined) throw new UnknownHandleError(handle);
           const entry = await pending;
           const { stream } = entry;
-          const hot = JSON.stringify(request.hot);
+          const { loras: hotLoras, ...parameters } = request.hot;
+          await lorasFor(entry, hotLoras ?? entry.loras);
+          const hot = JSON.stringify(parameters);
           if (hot !== entry.applied) {
-            await stream.update(request.hot);
+            await stream.update(parameters);
             entry.applied = hot;
           }
           const frameBytes = request.width * request.height * 3;
