@@ -118,8 +118,8 @@ describe('hot LoRA on one loaded model (CPU)', () => {
       const report = await lora.apply(golden.loras.map(({ file, scale }) => ({ path: FILES[file]!, scale })));
       expect(report.unmatched).toEqual([]);
       const { unet, text } = await outputs(model);
-      expect(maxDifference(unet, decode(golden.unet) as Float32Array), `${golden.name}: unet`).toBeLessThan(2e-4);
-      expect(maxDifference(text, decode(golden.text_encoder) as Float32Array), `${golden.name}: text encoder`).toBeLessThan(2e-4);
+      expect(maxDifference(unet, decode(golden.unet) as Float32Array), `${golden.name}: unet`).toBeLessThan(1e-5);
+      expect(maxDifference(text, decode(golden.text_encoder) as Float32Array), `${golden.name}: text encoder`).toBeLessThan(1e-5);
       if (golden.loras.length > 0) expect(maxDifference(unet, original.unet), `${golden.name} changes the UNet`).toBeGreaterThan(1e-2);
     }
     await lora.apply([]);
