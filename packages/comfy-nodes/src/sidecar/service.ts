@@ -125,6 +125,8 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
       if (wanted.length === 0) return;
       state = { hot: createHotLora(model, { log }), applied: '[]' };
       loras.set(entry.modelKey, state);
+      // A model LoRAs cannot change (no layer names) is tried again with the next set, not kept failed.
+      state.hot.catch(() => loras.delete(entry.modelKey));
     }
     const key = JSON.stringify(wanted);
     if (key === state.applied) return;

@@ -6,10 +6,9 @@
  * encoder changed). Removing every LoRA loads the original files again.
  */
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { InvalidArgumentError, type LoadedModel, type ModelSource } from '@streamdiffusion/core';
 import { z } from 'zod';
-import { readFile } from 'node:fs/promises';
 import { decodeModel, encodeModel, layerWeights, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
 import { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer } from './lora-keys.js';
 import { initializerBytes, initializerValues, mergeInto, type ScaledLayer } from './lora-merge.js';
