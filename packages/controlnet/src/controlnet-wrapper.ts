@@ -23,6 +23,7 @@ import {
   type WrapperFrameV1,
   type WrapperPipelineV1,
   type WrapperUnetCallV1,
+  valueAt,
 } from '@streamdiffusion/core';
 import { controlNetEntrySchema, controlNetsField, type ControlNetEntry, type ControlNetEntryInput, type ControlNetParameters } from './controlnet-parameters.js';
 import type { AnyPreprocessorDefinition, PreprocessorInstance } from './preprocessors/preprocessor.js';
@@ -92,7 +93,7 @@ export function createControlNet(options: ControlNetOptions = {}): ControlNetWra
   const parsed = controlNetsField([]).safeParse(options.controlnets ?? []);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    const value = issue.path.reduce<unknown>((at, key) => (typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined), options.controlnets);
+    const value = valueAt(options.controlnets, issue.path);
     throw new InvalidArgumentError({ field: ['controlnets', ...issue.path.map(String)].join('.'), value, expected: issue.message });
   }
   const initial = parsed.data;

@@ -15,6 +15,7 @@ import {
   type UNetWrapperV1,
   type WrapperPipelineV1,
   type WrapperUnetCallV1,
+  valueAt,
 } from '@streamdiffusion/core';
 import { findAdapterFiles, readUnetIpAdapter, type AdapterFiles, type UnetIpAdapterConfig } from './adapter-folder.js';
 import { createImageEmbedder, type ImageEmbedder } from './image-embedder.js';
@@ -63,7 +64,7 @@ export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdap
   const parsed = ipAdaptersField([]).safeParse(options.ipadapters);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    const value = issue.path.reduce<unknown>((at, key) => (typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined), options.ipadapters);
+    const value = valueAt(options.ipadapters, issue.path);
     throw new InvalidArgumentError({ field: ['ipadapters', ...issue.path.map(String)].join('.'), value, expected: issue.message });
   }
   const [first] = parsed.data;

@@ -20,6 +20,7 @@ import {
   type RgbImage,
   type Runtime,
   type StreamDiffusion,
+  valueAt,
 } from '@streamdiffusion/core';
 import { controlNetEntrySchema, createControlNet } from '@streamdiffusion/controlnet';
 import { createIpAdapter, ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
@@ -64,7 +65,7 @@ function parse<Schema extends z.ZodType>(schema: Schema, value: unknown, what: s
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
-  const at = issue.path.reduce<unknown>((node, key) => (typeof node === 'object' && node !== null ? (node as Record<PropertyKey, unknown>)[key] : undefined), value);
+  const at = valueAt(value, issue.path);
   throw new RequestError(`${what}: ${issue.path.join('.') || '(request)'}: ${issue.message} (got ${describeValue(at)})`);
 }
 
@@ -144,8 +145,10 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
     return runtime;
   };
 
+  /** One model per device and folder; pipelines on it share its weights (and so its LoRAs). */
+  const modelKeyOf = (device: (typeof DEVICE_REQUESTS)[number], folder: string): string => `${device}\0${folder}`;
   const modelFor = (device: (typeof DEVICE_REQUESTS)[number], folder: string): Promise<LoadedModel> => {
-    const key = `${device}\0${folder}`;
+    const key = modelKeyOf(device, folder);
     let model = models.get(key);
     if (model === undefined) {
       model = runtimeFor(device).then((runtime) => loadModel({ runtime, folder }));
@@ -171,7 +174,7 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
         const make = async (): Promise<StreamDiffusion> => await createStreamDiffusion({ model, wrappers, ...configToStreamDiffusionOptions(config) });
         const stream = await make();
         log(`pipeline ${handle}: ${request.model} on ${model.runtime.device.device}, ${stream.width}×${stream.height}`);
-        return { stream, device: model.runtime.device.device, modelKey: `${request.device}\0${request.model}`, loras: request.loras, applied: JSON.stringify({}) };
+        return { stream, device: model.runtime.device.device, modelKey: modelKeyOf(request.device, request.model), loras: request.loras, applied: JSON.stringify({}) };
       })();
       pipelines.set(handle, entry);
       entry.catch(() => pipelines.delete(handle));

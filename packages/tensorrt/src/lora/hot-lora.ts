@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { InvalidArgumentError, type LoadedModel, type ModelSource } from '@streamdiffusion/core';
+import { InvalidArgumentError, type LoadedModel, type ModelSource, valueAt } from '@streamdiffusion/core';
 import { z } from 'zod';
 import { decodeModel, encodeModel, layerWeights, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
 import { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer } from './lora-keys.js';
@@ -151,7 +151,7 @@ export async function createLoraMerger(files: Readonly<Record<LoraComponent, str
     const parsed = lorasSchema.safeParse(loras);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      const value = issue.path.reduce<unknown>((at, key) => (typeof at === 'object' && at !== null ? (at as Record<PropertyKey, unknown>)[key] : undefined), loras);
+      const value = valueAt(loras, issue.path);
       throw new InvalidArgumentError({ field: ['loras', ...issue.path.map(String)].join('.'), value, expected: issue.message });
     }
     const entries = parsed.data.map((entry) => ({ path: entry.path, scale: entry.scale }));
