@@ -142,7 +142,8 @@ export function toUiWorkflow(api: ApiWorkflow, infos: Readonly<Record<string, No
     const info = infoOf(id);
     const inputs: { name: string; type: string; link: number | null; shape?: 7 }[] = [];
     const widgets: unknown[] = [];
-    for (const slot of inputSlots(info)) {
+    const slots = inputSlots(info);
+    for (const slot of slots) {
       const value = node.inputs[slot.name];
       if (!slot.widget) {
         let link: number | null = null;
@@ -163,7 +164,7 @@ export function toUiWorkflow(api: ApiWorkflow, infos: Readonly<Record<string, No
       }
     }
     for (const name of Object.keys(node.inputs)) {
-      if (!inputSlots(info).some((slot) => slot.name === name)) throw new Error(`workflow node ${id} (${node.class_type}): no input named ${name}`);
+      if (!slots.some((slot) => slot.name === name)) throw new Error(`workflow node ${id} (${node.class_type}): no input named ${name}`);
     }
     const depth = depthOf(id);
     const height = 46 + 24 * Math.max(inputs.length, info.output.length) + 28 * widgets.length + (node.class_type === 'LoadImage' ? 260 : 0);
@@ -185,10 +186,11 @@ export function toUiWorkflow(api: ApiWorkflow, infos: Readonly<Record<string, No
       widgets_values: widgets,
     };
   });
-  const withOutputs = nodes.map((node) => ({
-    ...node,
-    outputs: infoOf(String(node.id)).output.map((type, slot) => ({ name: infoOf(String(node.id)).output_name[slot] ?? type, type, links: outgoing.get(`${node.id}:${slot}`) ?? [], slot_index: slot })),
-  }));
+  // Outputs last: their links are known once every node's inputs are.
+  const withOutputs = nodes.map((node) => {
+    const info = infoOf(String(node.id));
+    return { ...node, outputs: info.output.map((type, slot) => ({ name: info.output_name[slot] ?? type, type, links: outgoing.get(`${node.id}:${slot}`) ?? [], slot_index: slot })) };
+  });
   return {
     last_node_id: Math.max(0, ...ids.map(Number)),
     last_link_id: links.length,

@@ -41,6 +41,18 @@ interface LoraGoldens {
 const goldens = JSON.parse(gunzipSync(await readFile(fixture('goldens/lora.json.gz'))).toString('utf8')) as LoraGoldens;
 const unetGolden = (JSON.parse(await readFile(fixture('goldens/tiny-sd-turbo.json'), 'utf8')) as { models: { unet: { inputs: Record<string, EncodedTensor> } } }).models.unet.inputs;
 
+/** A one-layer LoRA file of zeros (`up` [out, r], `down` [r, in]), for files a model must refuse. */
+async function writeZeroLora(path: string, module: string, up: readonly [number, number], down: readonly [number, number]): Promise<void> {
+  const [upBytes, downBytes] = [up[0] * up[1] * 4, down[0] * down[1] * 4];
+  const header = JSON.stringify({
+    [`${module}.lora_down.weight`]: { dtype: 'F32', shape: down, data_offsets: [0, downBytes] },
+    [`${module}.lora_up.weight`]: { dtype: 'F32', shape: up, data_offsets: [downBytes, downBytes + upBytes] },
+  });
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(header.length));
+  await writeFile(path, Buffer.concat([length, Buffer.from(header), Buffer.alloc(downBytes + upBytes)]));
+}
+
 const maxDifference = (a: Float32Array, b: Float32Array): number => {
   expect(a.length).toBe(b.length);
   return a.reduce((most, value, index) => Math.max(most, Math.abs(value - b[index]!)), 0);
@@ -150,10 +162,7 @@ describe('hot LoRA on one loaded model (CPU)', () => {
     try {
       const stranger = join(folder, 'other-model.safetensors');
       // A LoRA whose names match no layer of this model (another family's names).
-      const header = JSON.stringify({ 'lora_transformer_single_blocks_0_attn_to_q.lora_down.weight': { dtype: 'F32', shape: [1, 2], data_offsets: [0, 8] }, 'lora_transformer_single_blocks_0_attn_to_q.lora_up.weight': { dtype: 'F32', shape: [2, 1], data_offsets: [8, 16] } });
-      const length = Buffer.alloc(8);
-      length.writeBigUInt64LE(BigInt(header.length));
-      await writeFile(stranger, Buffer.concat([length, Buffer.from(header), Buffer.alloc(16)]));
+      await writeZeroLora(stranger, 'lora_transformer_single_blocks_0_attn_to_q', [2, 1], [1, 2]);
       await expect(lora.apply([{ path: PEFT }, { path: stranger }])).rejects.toThrow(/other-model\.safetensors: no layer of this model matches its tensors/);
     } finally {
       await rm(folder, { recursive: true, force: true });
@@ -257,10 +266,7 @@ describe('hot LoRA on models it cannot change', () => {
       try {
         const wide = join(folder, 'wide.safetensors');
         const name = 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q';
-        const header = JSON.stringify({ [`${name}.lora_down.weight`]: { dtype: 'F32', shape: [2, 320], data_offsets: [0, 2560] }, [`${name}.lora_up.weight`]: { dtype: 'F32', shape: [320, 2], data_offsets: [2560, 5120] } });
-        const length = Buffer.alloc(8);
-        length.writeBigUInt64LE(BigInt(header.length));
-        await writeFile(wide, Buffer.concat([length, Buffer.from(header), Buffer.alloc(5120)]));
+        await writeZeroLora(wide, name, [320, 2], [2, 320]);
         const lora = await createHotLora(model);
         await expect(lora.apply([{ path: wide }])).rejects.toThrow(
           /wide\.safetensors: unet layer down_blocks\.0\.attentions\.0\.transformer_blocks\.0\.attn1\.to_q: its LoRA has down \[2, 320\] and up \[320, 2\], which do not make the model's weight \[16, 16\] \(a LoRA for another model\?\)/,
