@@ -20,10 +20,10 @@ const parts: EngineKeyParts = {
   tensorrtVersion: '10.3.0',
 };
 
-/** Runs `node --import tsx <script> ...args` from the repository root; resolves with its stdout. */
+/** Runs `node --import tsx <script> ...args` from the repository root, reading packages' sources (no build needed); resolves with its stdout. */
 function child(script: string, args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done, fail) => {
-    const process_ = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const process_ = spawn(process.execPath, ['--import', 'tsx', '--conditions=@streamdiffusion/source', script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     process_.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
