@@ -9,6 +9,7 @@ export {
   ENGINE_MODEL_KINDS,
   ENGINE_PRECISIONS,
   enginePlanOptionsSchema,
+  ipAdapterImageTokensOf,
   onnxSignature,
   parseEnginePlanOptions,
   planEngines,
@@ -63,6 +64,16 @@ export {
   type TrtexecProgress,
   type TrtexecSettings,
 } from './engines/trtexec.js';
+export {
+  buildEngines,
+  describeBuildReport,
+  GpuNotFoundError,
+  shellLine,
+  type BuildEnginesOptions,
+  type BuildEnginesReport,
+  type BuiltEngineReport,
+  type PlannedEngineReport,
+} from './engines/build-engines.js';
 export {
   EP_CONTEXT_SOURCE,
   epContextModel,

@@ -200,6 +200,9 @@ export interface PlanEnginesInput {
   readonly options?: EnginePlanOptionsInput;
 }
 
+/** The image tokens of an IP-Adapter type (the config's `ipadapters[].type`): regular 4, plus 16, else unknown. */
+export const ipAdapterImageTokensOf = (type: string | undefined): number | undefined => (type === 'regular' ? 4 : type === 'plus' ? 16 : undefined);
+
 const ELEMENT_TYPES = new Map<number, TensorType>([
   [ONNX_TYPES.float, 'float32'],
   [ONNX_TYPES.float16, 'float16'],

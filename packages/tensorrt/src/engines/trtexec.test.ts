@@ -11,7 +11,8 @@ import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { streamDiffusionConfigSchema } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planEngines, type PlannedEngine } from './engine-plan.js';
+import { buildEngines, describeBuildReport, GpuNotFoundError } from './build-engines.js';
+import { planEngines, type EnginePlan, type PlannedEngine } from './engine-plan.js';
 import { createEngineStore } from './engine-store.js';
 import {
   buildEngine,
@@ -67,6 +68,7 @@ describe('trtexec (with a fake trtexec; see the header)', () => {
   let bin: string;
   let vaeDecoder: PlannedEngine;
   let unet: PlannedEngine;
+  let plan: EnginePlan;
   beforeAll(async () => {
     folder = await mkdtemp(join(tmpdir(), 'sd-trtexec-'));
     bin = join(folder, 'bin');
@@ -74,7 +76,7 @@ describe('trtexec (with a fake trtexec; see the header)', () => {
     await mkdir(bin);
     await writeFile(join(bin, 'trtexec'), FAKE);
     await chmod(join(bin, 'trtexec'), 0o755);
-    const plan = await planEngines({ config: streamDiffusionConfigSchema.parse({ model_id: TINY, width: 512, height: 512, t_index_list: [20, 40], cfg_type: 'self', guidance_scale: 1.2 }), model: TINY });
+    plan = await planEngines({ config: streamDiffusionConfigSchema.parse({ model_id: TINY, width: 512, height: 512, t_index_list: [20, 40], cfg_type: 'self', guidance_scale: 1.2 }), model: TINY });
     vaeDecoder = plan.engines.find((engine) => engine.kind === 'vae_decoder')!;
     unet = plan.engines.find((engine) => engine.kind === 'unet')!;
   });
@@ -183,5 +185,46 @@ describe('trtexec (with a fake trtexec; see the header)', () => {
     } finally {
       delete process.env.FAKE_TRTEXEC_FAIL;
     }
+  });
+
+  it('buildEngines builds every planned engine with its EPContext wrapper, reports progress lines, and finds them stored the next time', async () => {
+    const smi = join(bin, 'nvidia-smi');
+    await writeFile(smi, '#!/bin/sh\necho "9.0"\n');
+    await chmod(smi, 0o755);
+    const store = createEngineStore({ folder: join(folder, 'pipeline-store') });
+    const lines: string[] = [];
+    const first = await buildEngines({ plan, store, trtexec: join(bin, 'trtexec'), nvidiaSmi: smi, refittable: true, onProgress: (line) => lines.push(line) });
+    expect(first.dryRun).toBe(false);
+    if (first.dryRun) return;
+    expect(first.environment).toEqual({ computeCapability: '9.0', tensorrtVersion: '10.3.0' });
+    expect(first.engines.map((engine) => [engine.name, engine.built])).toEqual(plan.engines.map((engine) => [engine.name, true]));
+    for (const engine of first.engines) {
+      expect(await readFile(engine.enginePath, 'utf8')).toMatch(/^plan for --onnx=/);
+      // The wrapper is an ONNX file naming the engine beside it.
+      expect((await readFile(engine.wrapper)).includes(Buffer.from('engine.plan'))).toBe(true);
+    }
+    expect(lines).toContain('unet: timing layer 1 (/conv_in/Conv)');
+    expect(lines).toContain('unet: built in 9.1 s');
+    expect(lines.filter((line) => line.endsWith(': saved'))).toHaveLength(plan.engines.length);
+
+    const again = await buildEngines({ plan, store, trtexec: join(bin, 'trtexec'), nvidiaSmi: smi, refittable: true });
+    expect(again.engines.map((engine) => 'built' in engine && engine.built)).toEqual(plan.engines.map(() => false));
+    expect(describeBuildReport(again).at(-1)).toBe(`0 engine(s) built, ${plan.engines.length} already stored in ${store.folder}`);
+    // A dry run on this machine knows the keys, and that they are stored; a non-refittable build would be another key.
+    const dry = await buildEngines({ plan, store, trtexec: join(bin, 'trtexec'), nvidiaSmi: smi, refittable: true, dryRun: true });
+    expect(dry.engines.map((engine) => ('stored' in engine ? [engine.key, engine.stored] : []))).toEqual(first.engines.map((engine) => [engine.key, true]));
+    const other = await buildEngines({ plan, store, trtexec: join(bin, 'trtexec'), nvidiaSmi: smi, dryRun: true });
+    expect(other.engines.map((engine) => 'stored' in engine && engine.stored)).toEqual(plan.engines.map(() => false));
+  });
+
+  it('buildEngines without a GPU to ask fails naming nvidia-smi; without trtexec it fails pointing to TensorRT, unless it is a dry run', async () => {
+    const store = createEngineStore({ folder: join(folder, 'no-gpu-store') });
+    await expect(buildEngines({ plan, store, trtexec: join(bin, 'trtexec'), nvidiaSmi: join(folder, 'no-such-smi') })).rejects.toBeInstanceOf(GpuNotFoundError);
+    await expect(buildEngines({ plan, store, trtexec: join(folder, 'no-trtexec') })).rejects.toThrow(TENSORRT_INSTALL_URL);
+    const dry = await buildEngines({ plan, store, trtexec: join(folder, 'no-trtexec'), dryRun: true });
+    expect(dry).toMatchObject({ dryRun: true, trtexec: null, environment: null });
+    expect(describeBuildReport(dry)[1]).toMatch(/^trtexec: not found/);
+    expect(dry.engines.map((engine) => ('key' in engine ? engine.key : 'built'))).toEqual(plan.engines.map(() => null));
+    expect(await readdir(store.folder).catch(() => [])).toEqual([]);
   });
 });

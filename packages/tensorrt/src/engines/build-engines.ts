@@ -1,0 +1,145 @@
+/**
+ * Building a pipeline's engines, start to end: find trtexec, ask the machine what it is (GPU compute
+ * capability, TensorRT version), then for each planned engine either describe what would be built
+ * (a dry run, which needs no TensorRT) or build it into the store with its EPContext wrapper model.
+ * The CLI's `build-engines` and the ComfyUI Build engines node both run this; they differ only in
+ * where the plan comes from and where progress lines go.
+ */
+import { StreamDiffusionError } from '@streamdiffusion/core';
+import type { EnginePlan, EnginePlanOptions, PlannedEngine } from './engine-plan.js';
+import { engineKey, hashFile, type BuildEnvironment, type EngineStore, type LockHolder } from './engine-store.js';
+import { writeEpContextModel } from './ep-context.js';
+import { buildEngine, findTrtexec, probeComputeCapability, probeTensorrtVersion, trtexecArguments, TrtexecNotFoundError, type TrtexecSettings } from './trtexec.js';
+
+/** trtexec is there but the GPU cannot be asked what it is (no NVIDIA driver, no nvidia-smi). */
+export class GpuNotFoundError extends StreamDiffusionError {
+  constructor() {
+    super({ code: 'gpu-not-found', message: 'cannot tell the GPU’s compute capability: `nvidia-smi --query-gpu=compute_cap` gave no answer (is an NVIDIA GPU and driver present?)' });
+  }
+}
+
+/** What {@link buildEngines} needs. */
+export interface BuildEnginesOptions extends Pick<TrtexecSettings, 'refittable' | 'workspaceMiB'> {
+  readonly plan: EnginePlan;
+  readonly store: EngineStore;
+  /** trtexec's path; else found on PATH or in TensorRT's usual folders. */
+  readonly trtexec?: string;
+  /** Describe the engines and their trtexec commands; build nothing (TensorRT not needed). */
+  readonly dryRun?: boolean;
+  /** nvidia-smi to ask for the compute capability (default: the one on PATH). */
+  readonly nvidiaSmi?: string;
+  /** Progress, one line at a time (trtexec's phases, every 50th layer timed, waits for another builder). */
+  readonly onProgress?: (line: string) => void;
+}
+
+/** A planned engine in a dry run: its key (when the machine is known), whether it is stored, the trtexec command. */
+export type PlannedEngineReport = PlannedEngine & { readonly key: string | null; readonly stored: boolean; readonly command: readonly string[] };
+
+/** An engine after a build: built now or found in the store, with its EPContext wrapper. */
+export interface BuiltEngineReport {
+  readonly name: string;
+  readonly key: string;
+  readonly built: boolean;
+  readonly enginePath: string;
+  readonly wrapper: string;
+}
+
+interface ReportBase {
+  readonly store: string;
+  readonly modelFolder: string;
+  readonly options: EnginePlanOptions;
+}
+
+/** What {@link buildEngines} did. */
+export type BuildEnginesReport =
+  | (ReportBase & { readonly dryRun: true; readonly trtexec: string | null; readonly environment: BuildEnvironment | null; readonly engines: readonly PlannedEngineReport[] })
+  | (ReportBase & { readonly dryRun: false; readonly trtexec: string; readonly environment: BuildEnvironment; readonly engines: readonly BuiltEngineReport[] });
+
+/** `--flag value` words quoted for a shell where needed. */
+export const shellLine = (words: readonly string[]): string => words.map((word) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`)).join(' ');
+
+const waiting = (name: string, holder: LockHolder | undefined): string => `${name}: waiting for ${holder === undefined ? 'another process' : `process ${holder.pid} on ${holder.host}`} building the same engine`;
+
+/**
+ * The plan's engines built into the store (or, with `dryRun`, described).
+ * @throws {TrtexecNotFoundError} when trtexec is missing and this is not a dry run (names TensorRT's install guide).
+ * @throws {GpuNotFoundError} when the GPU's compute capability cannot be had and this is not a dry run.
+ * @throws {EngineBuildError} when trtexec fails (its output's tail included).
+ */
+export async function buildEngines(options: BuildEnginesOptions): Promise<BuildEnginesReport> {
+  const { plan, store } = options;
+  const dryRun = options.dryRun === true;
+  const progress = options.onProgress ?? (() => undefined);
+  let trtexec: string | undefined;
+  try {
+    trtexec = await findTrtexec(options.trtexec === undefined ? {} : { path: options.trtexec });
+  } catch (error) {
+    if (!(error instanceof TrtexecNotFoundError) || !dryRun) throw error;
+  }
+  let environment: BuildEnvironment | undefined;
+  if (trtexec !== undefined) {
+    const computeCapability = await probeComputeCapability(options.nvidiaSmi === undefined ? {} : { nvidiaSmi: options.nvidiaSmi });
+    if (computeCapability === undefined && !dryRun) throw new GpuNotFoundError();
+    if (computeCapability !== undefined) environment = { computeCapability, tensorrtVersion: await probeTensorrtVersion(trtexec) };
+  }
+  const settings = { ...(options.refittable === true ? { refittable: true } : {}), ...(options.workspaceMiB === undefined ? {} : { workspaceMiB: options.workspaceMiB }) };
+  const base = { store: store.folder, modelFolder: plan.modelFolder, options: plan.options };
+
+  if (dryRun) {
+    const engines = await Promise.all(
+      plan.engines.map(async (engine): Promise<PlannedEngineReport> => {
+        const key = environment === undefined ? null : engineKey({ onnxSha256: await hashFile(engine.onnx), loraHash: null, precision: engine.precision, inputs: engine.inputs, ...environment, ...settings });
+        const stored = key === null ? undefined : await store.get(key);
+        const enginePath = `${store.folder}/.tmp-${key ?? '<key>'}/engine.plan`;
+        const timingCache = environment === undefined ? `${store.folder}/timing-<gpu>-<tensorrt>.cache` : store.timingCachePath(environment);
+        return { ...engine, key, stored: stored !== undefined, command: [trtexec ?? 'trtexec', ...trtexecArguments({ engine, enginePath, timingCache, ...settings })] };
+      }),
+    );
+    return { ...base, dryRun: true, trtexec: trtexec ?? null, environment: environment ?? null, engines };
+  }
+
+  const built: BuiltEngineReport[] = [];
+  for (const engine of plan.engines) {
+    const result = await buildEngine({
+      engine,
+      store,
+      trtexec: trtexec!,
+      environment: environment!,
+      ...settings,
+      verbose: options.onProgress !== undefined,
+      onWait: (holder) => progress(waiting(engine.name, holder)),
+      onProgress: (event) => {
+        if (event.phase === 'layer') {
+          if (event.layersTimed % 50 === 1) progress(`${engine.name}: timing layer ${event.layersTimed} (${event.layer})`);
+        } else {
+          progress(`${engine.name}: ${event.phase}${event.phase === 'built' && event.seconds !== undefined ? ` in ${event.seconds} s` : ''}`);
+        }
+      },
+    });
+    const wrapper = `${result.folder}/model_ctx.onnx`;
+    await writeEpContextModel({ onnx: engine.onnx, engine: result.enginePath, output: wrapper, computeCapability: environment!.computeCapability });
+    built.push({ name: engine.name, key: result.key, built: result.built, enginePath: result.enginePath, wrapper });
+  }
+  return { ...base, dryRun: false, trtexec: trtexec!, environment: environment!, engines: built };
+}
+
+const shapes = (engine: PlannedEngine): string[] => engine.inputs.map((input) => `    ${input.name}: min ${input.min.join('×')}, opt ${input.opt.join('×')}, max ${input.max.join('×')}`);
+
+/** The report as text lines, for a terminal or a node's text output. */
+export function describeBuildReport(report: BuildEnginesReport): string[] {
+  if (report.dryRun) {
+    return [
+      `plan for ${report.modelFolder} (${report.options.resolution} resolution, ${report.options.precision}); store ${report.store}`,
+      ...(report.trtexec === null ? ['trtexec: not found (install TensorRT to build; engine keys need its version and the GPU)'] : []),
+      ...report.engines.flatMap((engine) => [
+        `${engine.name}: ${engine.onnx}${engine.variant === undefined ? '' : ` (ControlNet inputs ${engine.variant.controlNet ? 'yes' : 'no'}, IP-Adapter ${engine.variant.ipAdapter ? 'yes' : 'no'})`}, batch ${engine.batch.min}–${engine.batch.max} (opt ${engine.batch.opt})${engine.stored ? ', already stored' : ''}`,
+        ...shapes(engine),
+        `  ${shellLine(engine.command)}`,
+      ]),
+    ];
+  }
+  return [
+    ...report.engines.map((engine) => `${engine.name}: ${engine.built ? 'built' : 'already stored'} → ${engine.enginePath} (wrapper ${engine.wrapper})`),
+    `${report.engines.filter((engine) => engine.built).length} engine(s) built, ${report.engines.filter((engine) => !engine.built).length} already stored in ${report.store}`,
+  ];
+}
