@@ -386,4 +386,8 @@ def run_node(action: str, inputs: dict, encodings: dict, schema_hash: str) -> tu
         data, count, height, width = image_to_frames(inputs["image"])
         result, out = sample_frames(schema_hash, handle, data, count, height, width)
         return (frames_to_image(out, result["frames"], result["height"], result["width"]),)
+    if action == "build_engines":
+        handle = inputs["pipeline"]
+        result, _ = call(schema_hash, "build_engines", {"request": handle["request"], **values})
+        return (result["text"],)
     raise ValueError(f"unknown node action {action!r}")

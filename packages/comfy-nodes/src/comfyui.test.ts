@@ -11,6 +11,8 @@
  *   frames (within one level: ComfyUI's SaveImage truncates 255·x).
  * - Re-queueing the same prompt (the per-frame flow) gives the stream's next frames; a changed
  *   parameter on the update node reaches the running pipeline without a reload.
+ * - The Build engines node (an output node) shows the pipeline's engine plan as text; without
+ *   TensorRT it fails naming TensorRT's install guide.
  * - A bad value gives a node error naming the field and the value; a sidecar killed in the middle
  *   of a prompt fails that prompt with a node error saying so, and the next prompt works; when
  *   ComfyUI is killed, its sidecar exits too.
@@ -206,7 +208,7 @@ describe.skipIf(COMFYUI_DIR === undefined)('the node pack in a real ComfyUI 0.3.
   it('serialises every generated node to the /object_info entry the generator expects', async () => {
     const info = (await (await fetch(`${comfy.url}/object_info`)).json()) as Record<string, Record<string, unknown>>;
     const expected = JSON.parse(await readFile(join(pack, 'object_info.json'), 'utf8')) as Record<string, unknown>;
-    expect(Object.keys(expected)).toHaveLength(6);
+    expect(Object.keys(expected)).toHaveLength(7);
     for (const [id, entry] of Object.entries(expected)) expect(info[id], id).toEqual(entry);
     // What the workflow conversion assumes about ComfyUI's own LoadImage and SaveImage.
     for (const [id, entry] of Object.entries(COMFY_CORE_NODES)) {
@@ -324,6 +326,24 @@ describe.skipIf(COMFYUI_DIR === undefined)('the node pack in a real ComfyUI 0.3.
     expect(maxDifference(two!, withBoth!)).toBeLessThanOrEqual(1);
     expect(maxDifference(withKohya!, plain!)).toBeGreaterThan(2);
     expect(maxDifference(withBoth!, withKohya!)).toBeGreaterThan(2);
+  });
+
+  it('plans the pipeline’s TensorRT engines on the Build engines node (an output node) and, without TensorRT, fails naming its install guide', async () => {
+    const api = await tinyWorkflow('img2img', 17);
+    const store = join(pack, 'engine-store');
+    const build = { pipeline: ['2', 0], resolution: 'static', min_resolution: 256, max_resolution: 1024, precision: 'fp16', refit: true, dry_run: true, trtexec: '', store };
+    // Only the load node and the output node: ComfyUI runs an output node with nothing downstream.
+    const prompt = { '2': api['2']!, '8': { class_type: 'StreamDiffusionBuildEngines', inputs: build } };
+    const dry = await runPrompt(comfy.url, prompt, { timeoutMs: 60_000 });
+    succeeded(dry);
+    const [text] = (dry.history!.outputs['8'] as { text?: string[] }).text ?? [];
+    expect(text).toContain(`plan for ${join(comfy.baseDir, 'models', 'streamdiffusion', 'stabilityai--sd-turbo')} (static resolution, fp16); store ${store}`);
+    // The pipeline's 64×64 and its two-step t_index_list (cfg none: one row per step) made the profiles.
+    expect(text).toMatch(/^unet: .*batch 2–2 \(opt 2\)$/m);
+    expect(text).toMatch(/--optShapes=sample:2x4x8x8,.* --fp16 .*--refit --skipInference/);
+    const failed = await runPrompt(comfy.url, { ...prompt, '8': { class_type: 'StreamDiffusionBuildEngines', inputs: { ...build, dry_run: false, trtexec: '/nowhere/trtexec' } } }, { timeoutMs: 60_000 });
+    expect(executionError(failed)).toMatchObject({ node_id: '8', exception_message: expect.stringContaining('/nowhere/trtexec is not an executable file. Install TensorRT (https://docs.nvidia.com/deeplearning/tensorrt/latest/installing-tensorrt/installing.html)') });
+    await expect(readdir(store)).rejects.toThrow(/ENOENT/);
   });
 
   it('refuses a bad value with a node error that names the field and the value, and the next prompt runs', async () => {

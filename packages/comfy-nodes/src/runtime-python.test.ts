@@ -39,7 +39,7 @@ describe('the pack’s Python runtime with the bundled sidecar (python3 unittest
     });
     expect(code, output).toBe(0);
     const ran = /Ran (\d+) tests?/.exec(output);
-    expect(Number(ran?.[1]), output).toBe(15);
+    expect(Number(ran?.[1]), output).toBe(16);
     expect(output).not.toMatch(/skipped/);
     expect(output).toMatch(/\nOK\n?$/);
   });

@@ -159,6 +159,21 @@ class SidecarTest(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, r"nowhere"):
             runtime.run_node("load", {"model": "/nowhere/model", "device": "cpu", "width": 64, "height": 64}, {}, self.hash)
 
+    def test_build_engines_plans_for_the_pipeline_and_without_tensorrt_says_where_to_get_it(self):
+        (handle,) = runtime.run_node("load", self.load_inputs, {"t_index_list": "int-list"}, self.hash)
+        widgets = {"pipeline": handle, "resolution": "static", "min_resolution": 256, "max_resolution": 1024, "precision": "fp16", "refit": True, "dry_run": True, "trtexec": "", "store": os.path.join(PACK, "engine-store")}
+        encodings = {"trtexec": "optional-text", "store": "optional-text"}
+        (text,) = runtime.run_node("build_engines", widgets, encodings, self.hash)
+        self.assertIn(f"plan for {MODEL} (static resolution, fp16)", text)
+        # The pipeline's size and two-step batch (cfg none: 2 rows) reach the plan and the trtexec command.
+        self.assertRegex(text, r"unet: .*batch 2–2 \(opt 2\)")
+        self.assertRegex(text, r"--optShapes=sample:2x4x8x8,.* --fp16 .*--refit")
+        with self.assertRaisesRegex(ValueError, r"trtexec \(TensorRT's engine builder\) was not found: /nowhere/trtexec is not an executable file.*https://docs\.nvidia\.com/deeplearning/tensorrt/"):
+            runtime.run_node("build_engines", {**widgets, "dry_run": False, "trtexec": "/nowhere/trtexec"}, encodings, self.hash)
+        with self.assertRaisesRegex(ValueError, r"build_engines: min_resolution: expected at most max_resolution \(1024\), got 2048"):
+            runtime.run_node("build_engines", {**widgets, "min_resolution": 2048, "resolution": "dynamic"}, encodings, self.hash)
+        self.assertFalse(os.path.exists(os.path.join(PACK, "engine-store")))
+
     def test_refuses_a_sidecar_of_another_schema(self):
         with self.assertRaisesRegex(runtime.SidecarError, r"generated for 0000000000000000"):
             runtime.Sidecar("0000000000000000")

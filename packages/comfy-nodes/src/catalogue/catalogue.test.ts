@@ -17,7 +17,7 @@ const input = (nodeId: string, inputId: string) => node(nodeId).inputs.find((ite
 
 describe('the node catalogue', () => {
   it('has the pack’s nodes, with handles in custom socket types and only the sampler never cached', () => {
-    expect(catalogue.map((item) => item.id)).toEqual(['StreamDiffusionLoadPipeline', 'StreamDiffusionControlNet', 'StreamDiffusionIPAdapter', 'StreamDiffusionLoRA', 'StreamDiffusionUpdateParameters', 'StreamDiffusionSampler']);
+    expect(catalogue.map((item) => item.id)).toEqual(['StreamDiffusionLoadPipeline', 'StreamDiffusionControlNet', 'StreamDiffusionIPAdapter', 'StreamDiffusionLoRA', 'StreamDiffusionUpdateParameters', 'StreamDiffusionSampler', 'StreamDiffusionBuildEngines']);
     expect(node('StreamDiffusionLoadPipeline').outputs.map((output) => output.type)).toEqual([SOCKET_TYPES.pipeline]);
     expect(input('StreamDiffusionControlNet', 'controlnet')).toMatchObject({ type: SOCKET_TYPES.controlnet, optional: true });
     // LoRAs chain, and reach the load node (with the pipeline) and the update node (hot).
@@ -42,6 +42,18 @@ describe('the node catalogue', () => {
     expect(input('StreamDiffusionLoadPipeline', 'prompt')).toMatchObject({ multiline: true });
     // The update node takes the hot parameters only (and LoRAs, merged in memory).
     expect(node('StreamDiffusionUpdateParameters').inputs.map((item) => item.id)).toEqual(['pipeline', ...Object.keys(hotParametersShape), 'lora']);
+  });
+
+  it('makes the Build engines node from the engine plan’s options: an output node with a text output, taking the pipeline', () => {
+    const build = node('StreamDiffusionBuildEngines');
+    expect(build).toMatchObject({ outputNode: true, action: 'build_engines', outputs: [{ type: 'STRING' }] });
+    expect(build.inputs.map((item) => item.id)).toEqual(['pipeline', 'resolution', 'min_resolution', 'max_resolution', 'precision', 'refit', 'dry_run', 'trtexec', 'store']);
+    expect(input('StreamDiffusionBuildEngines', 'max_resolution')).toMatchObject({ type: 'INT', min: 64, max: 4096, step: 64, default: 1024 });
+    expect(input('StreamDiffusionBuildEngines', 'max_resolution').tooltip).toContain('at least min_resolution');
+    expect(input('StreamDiffusionBuildEngines', 'precision')).toMatchObject({ type: 'COMBO', options: ['fp16', 'fp32'], default: 'fp16' });
+    expect(catalogue.filter((item) => item.outputNode === true).map((item) => item.id)).toEqual(['StreamDiffusionBuildEngines']);
+    // ComfyUI hands an output node the prompt as hidden inputs; /object_info lists them.
+    expect(expectedObjectInfo(build, 'pack')).toMatchObject({ output_node: true, input_order: { hidden: ['prompt', 'extra_pnginfo'] } });
   });
 
   it('makes the wrapper nodes’ widgets from the wrappers’ entry schemas', () => {

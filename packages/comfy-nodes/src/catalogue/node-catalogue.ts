@@ -9,7 +9,7 @@
 import { DEVICE_REQUESTS, hotParametersShape, reloadParametersShape } from '@streamdiffusion/core';
 import { controlNetEntrySchema, PREPROCESSOR_NAMES } from '@streamdiffusion/controlnet';
 import { ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
-import { loraEntrySchema } from '@streamdiffusion/tensorrt';
+import { enginePlanOptionsSchema, loraEntrySchema, RESOLUTION_STEP } from '@streamdiffusion/tensorrt';
 import { z } from 'zod';
 
 /** The custom socket types handles travel in. */
@@ -44,13 +44,13 @@ export interface InputSpec {
 export interface OutputSpec {
   /** Unique among the node's inputs and outputs (ComfyUI checks): `<name>_out`. */
   readonly id: string;
-  readonly type: SocketType;
+  readonly type: SocketType | 'STRING';
   readonly displayName: string;
   readonly tooltip: string;
 }
 
 /** What a node does; the runtime module implements each. */
-export type NodeAction = 'load' | 'controlnet' | 'ipadapter' | 'lora' | 'sample' | 'update';
+export type NodeAction = 'load' | 'controlnet' | 'ipadapter' | 'lora' | 'sample' | 'update' | 'build_engines';
 
 export interface NodeSpec {
   readonly id: string;
@@ -62,6 +62,8 @@ export interface NodeSpec {
   readonly outputs: readonly OutputSpec[];
   /** Runs every time, never from ComfyUI's cache (the sampler: each queued prompt is a new frame). */
   readonly notIdempotent: boolean;
+  /** An output node (ComfyUI runs it without anything downstream; its text shows on the node). */
+  readonly outputNode?: boolean;
 }
 
 interface JsonProperty {
@@ -117,6 +119,7 @@ function widgets(properties: Readonly<Record<string, JsonProperty>>, omit: reado
 }
 
 const CATEGORY = 'StreamDiffusion';
+const snake = (key: string): string => key.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
 const MULTILINE = { prompt: { multiline: true }, negative_prompt: { multiline: true } } as const;
 
 const pipelineInput = (tooltip: string): InputSpec => ({ id: 'pipeline', type: SOCKET_TYPES.pipeline, tooltip, optional: false, encoding: 'plain' });
@@ -130,6 +133,7 @@ export function nodeCatalogue(): readonly NodeSpec[] {
   const controlnet = propertiesOf(controlNetEntrySchema);
   const ipadapter = propertiesOf(ipAdapterEntrySchema('paths'));
   const lora = propertiesOf(loraEntrySchema);
+  const plan = propertiesOf(enginePlanOptionsSchema);
   return [
     {
       id: 'StreamDiffusionLoadPipeline',
@@ -207,6 +211,28 @@ export function nodeCatalogue(): readonly NodeSpec[] {
       inputs: [pipelineInput('The pipeline to run.'), { id: 'image', type: 'IMAGE', tooltip: 'The frames (a batch is consecutive frames).', optional: false, encoding: 'plain' }],
       outputs: [{ id: 'image_out', type: 'IMAGE', displayName: 'IMAGE', tooltip: 'The transformed frames, at the pipeline’s width and height.' }],
       notIdempotent: true,
+    },
+    {
+      id: 'StreamDiffusionBuildEngines',
+      displayName: 'StreamDiffusion build TensorRT engines',
+      category: CATEGORY,
+      description:
+        'Builds the TensorRT engines a pipeline needs (UNet, VAE encoder/decoder, its ControlNets) with trtexec into the engine store, the same plan and build as `streamdiffusion build-engines`; dry_run shows the plan and the trtexec commands without TensorRT. Progress goes to the ComfyUI console. Needs TensorRT (trtexec) and an NVIDIA GPU.',
+      action: 'build_engines',
+      inputs: [
+        pipelineInput('The pipeline whose engines to build (its model, size, t_index_list, frame_buffer_size, cfg_type, ControlNets and IP-Adapter make the plan).'),
+        // The plan's fields under the snake_case names of the rest of the pack (and the CLI's flags); batch overrides stay with the CLI.
+        ...Object.entries(plan)
+          .filter(([key]) => !key.endsWith('Batch'))
+          .map(([key, property]) => widget(snake(key), { ...property, ...(property.description === undefined ? {} : { description: property.description.replace(/\b(?:min|max)Resolution\b/g, snake) }) }, key.endsWith('Resolution') ? { step: RESOLUTION_STEP } : {})),
+        { id: 'refit', type: 'BOOLEAN', tooltip: 'Refittable engines: new weights (a LoRA merge) can be put into them without a rebuild.', optional: false, default: false, encoding: 'plain' },
+        { id: 'dry_run', type: 'BOOLEAN', tooltip: 'Show the plan and the trtexec commands; build nothing (needs no TensorRT).', optional: false, default: false, encoding: 'plain' },
+        { id: 'trtexec', type: 'STRING', tooltip: 'The trtexec to run (empty: trtexec on PATH, or in TensorRT’s usual folders).', optional: true, default: '', encoding: 'optional-text' },
+        { id: 'store', type: 'STRING', tooltip: 'The engine store folder (empty: $STREAMDIFFUSION_ENGINE_DIR, else ~/.cache/streamdiffusion/engines, as the CLI).', optional: true, default: '', encoding: 'optional-text' },
+      ],
+      outputs: [{ id: 'report_out', type: 'STRING', displayName: 'report', tooltip: 'What was built (or, dry, planned), as text.' }],
+      notIdempotent: false,
+      outputNode: true,
     },
   ];
 }

@@ -98,9 +98,11 @@ export function expectedObjectInfo(node: NodeSpec, packName: string): ObjectInfo
   const required = group(false);
   const optional = group(true);
   const hasOptional = Object.keys(optional).length > 0;
+  // ComfyUI gives every output node the prompt and its PNG info as hidden inputs.
+  const hidden = node.outputNode === true ? { prompt: ['PROMPT'] as [string], extra_pnginfo: ['EXTRA_PNGINFO'] as [string] } : undefined;
   return {
-    input: { required, ...(hasOptional ? { optional } : {}) },
-    input_order: { required: Object.keys(required), ...(hasOptional ? { optional: Object.keys(optional) } : {}) },
+    input: { required, ...(hasOptional ? { optional } : {}), ...(hidden === undefined ? {} : { hidden }) },
+    input_order: { required: Object.keys(required), ...(hasOptional ? { optional: Object.keys(optional) } : {}), ...(hidden === undefined ? {} : { hidden: Object.keys(hidden) }) },
     output: node.outputs.map((output) => output.type),
     output_is_list: node.outputs.map(() => false),
     output_name: node.outputs.map((output) => output.displayName),
@@ -110,7 +112,7 @@ export function expectedObjectInfo(node: NodeSpec, packName: string): ObjectInfo
     description: node.description,
     python_module: `custom_nodes.${packName}`,
     category: node.category,
-    output_node: false,
+    output_node: node.outputNode === true,
     deprecated: false,
     experimental: false,
     api_node: false,

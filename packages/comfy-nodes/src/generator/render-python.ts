@@ -70,11 +70,18 @@ function renderNode(node: NodeSpec): string {
     ...node.outputs.map((output) => `                ${renderOutput(output)},`),
     '            ],',
     ...(node.notIdempotent ? ['            not_idempotent=True,'] : []),
+    ...(node.outputNode === true ? ['            is_output_node=True,'] : []),
     '        )',
     '',
     '    @classmethod',
     '    def execute(cls, **inputs):',
-    `        return io.NodeOutput(*runtime.run_node(${py(node.action)}, inputs, cls.ENCODINGS, SCHEMA_HASH))`,
+    ...(node.outputNode === true
+      ? [
+          `        (text,) = runtime.run_node(${py(node.action)}, inputs, cls.ENCODINGS, SCHEMA_HASH)`,
+          '        # The text shows on the node as well as going out of it.',
+          '        return io.NodeOutput(text, ui=ui.PreviewText(text))',
+        ]
+      : [`        return io.NodeOutput(*runtime.run_node(${py(node.action)}, inputs, cls.ENCODINGS, SCHEMA_HASH))`]),
   ];
   if (node.notIdempotent) {
     lines.push('', '    @classmethod', '    def fingerprint_inputs(cls, **inputs):', '        # Every queued prompt is the next frame of the stream: never reuse a cached output.', '        return float("nan")');
@@ -87,7 +94,7 @@ export function renderNodesPy(catalogue: readonly NodeSpec[], hash: string): str
   return [
     HEADER(hash).trimEnd(),
     '"""StreamDiffusion nodes (V3): each execute() hands its inputs to the sidecar through streamdiffusion_runtime."""',
-    'from comfy_api.latest import io',
+    'from comfy_api.latest import io, ui',
     '',
     'from . import streamdiffusion_runtime as runtime',
     '',

@@ -11,6 +11,7 @@ import {
   createStreamDiffusion,
   DEVICE_REQUESTS,
   hotParametersShape,
+  InvalidArgumentError,
   loadModel,
   streamDiffusionConfigSchema,
   streamParametersShape,
@@ -24,7 +25,20 @@ import {
 } from '@streamdiffusion/core';
 import { controlNetEntrySchema, createControlNet } from '@streamdiffusion/controlnet';
 import { createIpAdapter, ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
-import { createHotLora, lorasSchema, type HotLora } from '@streamdiffusion/tensorrt';
+import {
+  buildEngines,
+  createEngineStore,
+  createHotLora,
+  defaultEngineStoreFolder,
+  describeBuildReport,
+  ENGINE_PRECISIONS,
+  ipAdapterImageTokensOf,
+  lorasSchema,
+  parseEnginePlanOptions,
+  planEngines,
+  RESOLUTION_MODES,
+  type HotLora,
+} from '@streamdiffusion/tensorrt';
 import { z } from 'zod';
 import { PROTOCOL_VERSION, schemaHash } from '../catalogue/schema-hash.js';
 
@@ -57,6 +71,21 @@ const hotSchema = z.object({ ...withoutDefaults(hotParametersShape), loras: lora
 // Frames name their pipeline by handle only: the load request (an IP-Adapter's style image can be a
 // megabyte of base64) crosses the pipe and is validated once, at load, not with every frame.
 const sampleSchema = z.object({ handle: z.string(), hot: hotSchema.default({}), frames: z.number().int().positive(), width: z.number().int().positive(), height: z.number().int().positive() }).strict();
+
+// The Build engines node: a pipeline's load request and the plan's options (as the node's widgets name them).
+const buildSchema = z
+  .object({
+    request: z.unknown(),
+    resolution: z.enum(RESOLUTION_MODES),
+    min_resolution: z.number().int(),
+    max_resolution: z.number().int(),
+    precision: z.enum(ENGINE_PRECISIONS),
+    refit: z.boolean(),
+    dry_run: z.boolean(),
+    trtexec: z.string().min(1).optional(),
+    store: z.string().min(1).optional(),
+  })
+  .strict();
 
 const describeValue = (value: unknown): string => (value === undefined ? 'nothing' : (JSON.stringify(value) ?? typeof value).slice(0, 80));
 
@@ -220,6 +249,33 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
           }
           return { result: { handle, frames: request.frames, width: stream.width, height: stream.height }, binary: out };
         }
+        case 'build_engines': {
+          const build = parse(buildSchema, params, 'build_engines');
+          const request = parse(loadSchema, build.request, 'build_engines.request');
+          const config = parse(streamDiffusionConfigSchema, { ...request.parameters, model_id: request.model }, 'parameters');
+          let options;
+          try {
+            options = parseEnginePlanOptions({ resolution: build.resolution, minResolution: build.min_resolution, maxResolution: build.max_resolution, precision: build.precision });
+          } catch (error) {
+            // The plan's fields by the node's names (minResolution → min_resolution).
+            if (error instanceof InvalidArgumentError) throw new RequestError(`build_engines: ${error.message.replace(/\b(?:min|max)Resolution\b/g, (field) => field.replace('R', '_r'))}`);
+            throw error;
+          }
+          const imageTokens = ipAdapterImageTokensOf(request.ipadapters.map(ipAdapterEntry)[0]?.type);
+          const plan = await planEngines({ config, model: request.model, controlnets: request.controlnets.map((entry) => entry.model_id), ...(imageTokens === undefined ? {} : { ipAdapterImageTokens: imageTokens }), options });
+          const report = await buildEngines({
+            plan,
+            store: createEngineStore({ folder: build.store ?? defaultEngineStoreFolder() }),
+            ...(build.trtexec === undefined ? {} : { trtexec: build.trtexec }),
+            ...(build.refit ? { refittable: true } : {}),
+            dryRun: build.dry_run,
+            onProgress: log,
+          });
+          const lines = describeBuildReport(report);
+          // Engines hold the weights they were built from: a pipeline's LoRAs are not in them.
+          if (request.loras.length > 0) lines.push(`note: the engines hold the model’s own weights; its ${request.loras.length} LoRA(s) are not built in${build.refit ? ' (refittable engines can take them by refit)' : ''}`);
+          return { result: { text: lines.join('\n'), report } };
+        }
         case 'dispose': {
           const { handle } = parse(z.object({ handle: z.string() }).strict(), params, 'dispose');
           const entry = pipelines.get(handle);
@@ -232,7 +288,7 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
           if (process.env.STREAMDIFFUSION_SIDECAR_TEST === '1') process.exit(70);
           throw new RequestError('crash: only in tests (STREAMDIFFUSION_SIDECAR_TEST=1)');
         default:
-          throw new RequestError(`unknown method ${JSON.stringify(method)}; expected hello, load, check_update, sample or dispose`);
+          throw new RequestError(`unknown method ${JSON.stringify(method)}; expected hello, load, check_update, sample, build_engines or dispose`);
       }
     },
     async dispose() {
