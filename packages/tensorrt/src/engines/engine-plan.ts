@@ -16,6 +16,7 @@ import {
   readModelFolder,
   TEXT_TOKENS,
   UNET_INPUTS,
+  valueAt,
   type ModelCapabilities,
   type ModelFolder,
   type ModelSignature,
@@ -78,12 +79,6 @@ export const enginePlanOptionsSchema = z
 export type EnginePlanOptionsInput = z.input<typeof enginePlanOptionsSchema>;
 /** Plan options, defaults filled in. */
 export type EnginePlanOptions = z.output<typeof enginePlanOptionsSchema>;
-
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const key of path) current = typeof current === 'object' && current !== null ? (current as Record<PropertyKey, unknown>)[key] : undefined;
-  return current;
-}
 
 /**
  * Validates plan options and fills in defaults.
