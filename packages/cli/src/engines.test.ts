@@ -45,6 +45,22 @@ describe('build-engines and engines (no TensorRT here: dry runs, the missing-trt
     expect(text.stdout).toMatch(/^ {2}trtexec --onnx=.*unet\/model\.onnx /m);
   });
 
+  it('build-engines --refit --dry-run with the config’s LoRAs ends the UNet with its refit command; a missing LoRA file names its line', async () => {
+    const withLoras = join(directory, 'loras.yaml');
+    await writeFile(withLoras, [`model_id: ${fromRoot('fixtures/models/tiny-sd-turbo')}`, 'width: 64', 'height: 64', 'loras:', `  - path: ${fromRoot('fixtures/loras/kohya.safetensors')}`, '    scale: 0.5'].join('\n'));
+    const { code, stdout } = await cli('build-engines', '--config', withLoras, '--store', join(directory, 'store'), '--static', '--refit', '--dry-run', '--json');
+    expect(code).toBe(EXIT_CODES.ok);
+    const report = JSON.parse(stdout) as { loras: { count: number; refit: boolean }; engines: { name: string; refitCommand?: string[] }[] };
+    expect(report.loras).toEqual({ count: 1, refit: true });
+    expect(report.engines.filter((engine) => engine.refitCommand !== undefined).map((engine) => engine.name)).toEqual(['unet']);
+    const plain = await cli('build-engines', '--config', withLoras, '--store', join(directory, 'store'), '--static', '--dry-run');
+    expect(plain.stdout).toContain('note: the engines hold the model’s own weights; the 1 LoRA(s) are not in them');
+    await writeFile(withLoras, [`model_id: ${fromRoot('fixtures/models/tiny-sd-turbo')}`, 'loras:', '  - path: missing.safetensors'].join('\n'));
+    const missing = await cli('build-engines', '--config', withLoras, '--dry-run');
+    expect(missing.code).toBe(EXIT_CODES.invalid);
+    expect(missing.stderr).toMatch(/loras\.0\.path.*missing\.safetensors/);
+  });
+
   it('build-engines without trtexec exits 4 pointing to the TensorRT install guide; bad plan flags exit 2 or 3 naming the flag', async () => {
     const missing = await cli('build-engines', '--config', config, '--store', join(directory, 'store'));
     expect(missing.code).toBe(EXIT_CODES.unavailable);

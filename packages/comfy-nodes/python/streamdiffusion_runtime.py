@@ -388,6 +388,9 @@ def run_node(action: str, inputs: dict, encodings: dict, schema_hash: str) -> tu
         return (frames_to_image(out, result["frames"], result["height"], result["width"]),)
     if action == "build_engines":
         handle = inputs["pipeline"]
-        result, _ = call(schema_hash, "build_engines", {"request": handle["request"], **values})
+        params = {"request": handle["request"], **values}
+        if "loras" in handle["hot"]:
+            params["loras"] = handle["hot"]["loras"]  # an update node's LoRAs replace the load node's
+        result, _ = call(schema_hash, "build_engines", params)
         return (result["text"],)
     raise ValueError(f"unknown node action {action!r}")

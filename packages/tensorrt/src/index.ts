@@ -75,6 +75,15 @@ export {
   type PlannedEngineReport,
 } from './engines/build-engines.js';
 export {
+  EngineRefitError,
+  parseRefitLine,
+  refitArguments,
+  refitEngine,
+  TensorrtPythonNotFoundError,
+  type RefitEngineOptions,
+  type RefitEvent,
+} from './engines/refit.js';
+export {
   EP_CONTEXT_SOURCE,
   epContextModel,
   loadEngineSession,

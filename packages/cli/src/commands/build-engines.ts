@@ -15,7 +15,9 @@ import {
   enginePlanOptionsSchema,
   GpuNotFoundError,
   ipAdapterImageTokensOf,
+  lorasFromConfig,
   planEngines,
+  TensorrtPythonNotFoundError,
   TrtexecNotFoundError,
 } from '@streamdiffusion/tensorrt';
 import { Command } from 'commander';
@@ -46,7 +48,8 @@ export function buildEnginesCommand(io: Io): Command {
   for (const option of commanderOptions(PLAN_FLAGS)) command.addOption(option);
   return command
     .option('--trtexec <path>', 'the trtexec to run (default: trtexec on PATH)')
-    .option('--refit', 'build refittable engines (weights can be swapped without a rebuild)')
+    .option('--refit', 'build refittable engines (weights can be swapped without a rebuild); the config’s LoRAs are then refitted into the UNet engine')
+    .option('--python <path>', 'the Python with TensorRT’s package, for refits (default: $STREAMDIFFUSION_PYTHON or python3)')
     .option('--workspace <MiB>', 'the builder’s workspace memory limit in MiB')
     .option('--dry-run', 'print the plan and the trtexec commands; build nothing')
     .action(async (options: Record<string, unknown>, self: Command) => {
@@ -58,10 +61,12 @@ export function buildEnginesCommand(io: Io): Command {
       const modelsDir = typeof options.modelsDir === 'string' ? resolve(options.modelsDir) : undefined;
 
       let plan;
+      let loras;
       try {
         const loaded = await loadConfig(resolve(String(options.config)), { wrapperParameters: WRAPPER_CONFIG_FIELDS, ...(modelsDir === undefined ? {} : { modelsDir }) });
         const entries = (loaded.config.controlnets ?? []) as readonly { readonly model_id: string }[];
         const controlnets = await Promise.all(entries.map((entry, index) => resolveConfigModelPath(loaded, entry.model_id, { keyPath: ['controlnets', index, 'model_id'], file: true, ...(modelsDir === undefined ? {} : { modelsDir }) })));
+        loras = await lorasFromConfig(loaded, modelsDir === undefined ? {} : { modelsDir });
         const imageTokens = ipAdapterImageTokensOf(((loaded.config.ipadapters ?? []) as readonly { readonly type?: string }[])[0]?.type);
         plan = await planEngines({
           config: loaded.config,
@@ -88,12 +93,14 @@ export function buildEnginesCommand(io: Io): Command {
           store,
           ...(typeof options.trtexec === 'string' ? { trtexec: options.trtexec } : {}),
           ...(options.refit === true ? { refittable: true } : {}),
+          loras,
+          ...(typeof options.python === 'string' ? { python: options.python } : {}),
           ...(workspaceMiB === undefined ? {} : { workspaceMiB }),
           dryRun: options.dryRun === true,
           ...(quiet ? {} : { onProgress: (line: string) => io.stderr(`${line}\n`) }),
         });
       } catch (error) {
-        if (error instanceof TrtexecNotFoundError || error instanceof GpuNotFoundError) throw new CliError(error.message, EXIT_CODES.unavailable);
+        if (error instanceof TrtexecNotFoundError || error instanceof GpuNotFoundError || error instanceof TensorrtPythonNotFoundError) throw new CliError(error.message, EXIT_CODES.unavailable);
         throw error;
       }
       report(io, self, { command: 'build-engines', ...result }, describeBuildReport(result));

@@ -84,6 +84,8 @@ const buildSchema = z
     dry_run: z.boolean(),
     trtexec: z.string().min(1).optional(),
     store: z.string().min(1).optional(),
+    // The LoRAs an update node gave the pipeline (instead of the load request's).
+    loras: lorasSchema.optional(),
   })
   .strict();
 
@@ -268,13 +270,11 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
             store: createEngineStore({ folder: build.store ?? defaultEngineStoreFolder() }),
             ...(build.trtexec === undefined ? {} : { trtexec: build.trtexec }),
             ...(build.refit ? { refittable: true } : {}),
+            loras: build.loras ?? request.loras,
             dryRun: build.dry_run,
             onProgress: log,
           });
-          const lines = describeBuildReport(report);
-          // Engines hold the weights they were built from: a pipeline's LoRAs are not in them.
-          if (request.loras.length > 0) lines.push(`note: the engines hold the model’s own weights; its ${request.loras.length} LoRA(s) are not built in${build.refit ? ' (refittable engines can take them by refit)' : ''}`);
-          return { result: { text: lines.join('\n'), report } };
+          return { result: { text: describeBuildReport(report).join('\n'), report } };
         }
         case 'dispose': {
           const { handle } = parse(z.object({ handle: z.string() }).strict(), params, 'dispose');

@@ -6,9 +6,11 @@
  * where the plan comes from and where progress lines go.
  */
 import { StreamDiffusionError } from '@streamdiffusion/core';
+import type { LoraEntry } from '../lora/hot-lora.js';
 import type { EnginePlan, EnginePlanOptions, PlannedEngine } from './engine-plan.js';
 import { engineKey, hashFile, type BuildEnvironment, type EngineStore, type LockHolder } from './engine-store.js';
 import { writeEpContextModel } from './ep-context.js';
+import { refitArguments, refitEngine } from './refit.js';
 import { buildEngine, findTrtexec, probeComputeCapability, probeTensorrtVersion, trtexecArguments, TrtexecNotFoundError, type TrtexecSettings } from './trtexec.js';
 
 /** trtexec is there but the GPU cannot be asked what it is (no NVIDIA driver, no nvidia-smi). */
@@ -30,10 +32,24 @@ export interface BuildEnginesOptions extends Pick<TrtexecSettings, 'refittable' 
   readonly nvidiaSmi?: string;
   /** Progress, one line at a time (trtexec's phases, every 50th layer timed, waits for another builder). */
   readonly onProgress?: (line: string) => void;
+  /**
+   * A LoRA set for the UNet engine: with `refittable`, the built engine is then refitted with the
+   * set merged in (stored under its own key; see {@link refitEngine}); without, the engines hold
+   * the model's own weights and the report says so.
+   */
+  readonly loras?: readonly LoraEntry[];
+  /** The Python with TensorRT's package, for refits (default: $STREAMDIFFUSION_PYTHON, else python3). */
+  readonly python?: string;
 }
 
 /** A planned engine in a dry run: its key (when the machine is known), whether it is stored, the trtexec command. */
-export type PlannedEngineReport = PlannedEngine & { readonly key: string | null; readonly stored: boolean; readonly command: readonly string[] };
+export type PlannedEngineReport = PlannedEngine & {
+  readonly key: string | null;
+  readonly stored: boolean;
+  readonly command: readonly string[];
+  /** The refit command that puts the LoRA set into the built engine, when there is one. */
+  readonly refitCommand?: readonly string[];
+};
 
 /** An engine after a build: built now or found in the store, with its EPContext wrapper. */
 export interface BuiltEngineReport {
@@ -42,12 +58,16 @@ export interface BuiltEngineReport {
   readonly built: boolean;
   readonly enginePath: string;
   readonly wrapper: string;
+  /** The engine refitted with the LoRA set (the UNet, when a set was given to refittable engines). */
+  readonly refitted?: { readonly key: string; readonly built: boolean; readonly enginePath: string; readonly wrapper: string; readonly loras: number };
 }
 
 interface ReportBase {
   readonly store: string;
   readonly modelFolder: string;
   readonly options: EnginePlanOptions;
+  /** LoRAs given, and whether they went into the UNet engine (refittable) or were left out. */
+  readonly loras: { readonly count: number; readonly refit: boolean };
 }
 
 /** What {@link buildEngines} did. */
@@ -83,7 +103,9 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
     if (computeCapability !== undefined) environment = { computeCapability, tensorrtVersion: await probeTensorrtVersion(trtexec) };
   }
   const settings = { ...(options.refittable === true ? { refittable: true } : {}), ...(options.workspaceMiB === undefined ? {} : { workspaceMiB: options.workspaceMiB }) };
-  const base = { store: store.folder, modelFolder: plan.modelFolder, options: plan.options };
+  const loras = options.loras ?? [];
+  const refit = loras.length > 0 && options.refittable === true;
+  const base = { store: store.folder, modelFolder: plan.modelFolder, options: plan.options, loras: { count: loras.length, refit } };
 
   if (dryRun) {
     const engines = await Promise.all(
@@ -92,7 +114,10 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
         const stored = key === null ? undefined : await store.get(key);
         const enginePath = `${store.folder}/.tmp-${key ?? '<key>'}/engine.plan`;
         const timingCache = environment === undefined ? `${store.folder}/timing-<gpu>-<tensorrt>.cache` : store.timingCachePath(environment);
-        return { ...engine, key, stored: stored !== undefined, command: [trtexec ?? 'trtexec', ...trtexecArguments({ engine, enginePath, timingCache, ...settings })] };
+        const command = [trtexec ?? 'trtexec', ...trtexecArguments({ engine, enginePath, timingCache, ...settings })];
+        if (!(refit && engine.kind === 'unet')) return { ...engine, key, stored: stored !== undefined, command };
+        const refitCommand = [options.python ?? process.env.STREAMDIFFUSION_PYTHON ?? 'python3', ...refitArguments({ engine: `${store.folder}/${key ?? '<key>'}/engine.plan`, onnx: `<the UNet with ${loras.length} LoRA(s) merged>`, output: `${store.folder}/.tmp-<refit key>/engine.plan` })];
+        return { ...engine, key, stored: stored !== undefined, command, refitCommand };
       }),
     );
     return { ...base, dryRun: true, trtexec: trtexec ?? null, environment: environment ?? null, engines };
@@ -118,10 +143,26 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
     });
     const wrapper = `${result.folder}/model_ctx.onnx`;
     await writeEpContextModel({ onnx: engine.onnx, engine: result.enginePath, output: wrapper, computeCapability: environment!.computeCapability });
-    built.push({ name: engine.name, key: result.key, built: result.built, enginePath: result.enginePath, wrapper });
+    if (!(refit && engine.kind === 'unet')) {
+      built.push({ name: engine.name, key: result.key, built: result.built, enginePath: result.enginePath, wrapper });
+      continue;
+    }
+    const refitted = await refitEngine({ engine: result, loras, store, ...(options.python === undefined ? {} : { python: options.python }), onProgress: progress, onWait: (holder) => progress(waiting(`${engine.name} (refit)`, holder)) });
+    built.push({
+      name: engine.name,
+      key: result.key,
+      built: result.built,
+      enginePath: result.enginePath,
+      wrapper,
+      refitted: { key: refitted.key, built: refitted.built, enginePath: refitted.enginePath, wrapper: `${refitted.folder}/model_ctx.onnx`, loras: loras.length },
+    });
   }
   return { ...base, dryRun: false, trtexec: trtexec!, environment: environment!, engines: built };
 }
+
+/** Engines hold the weights they were built from: LoRAs reach them only by refit. */
+const loraNote = (report: BuildEnginesReport): string[] =>
+  report.loras.count > 0 && !report.loras.refit ? [`note: the engines hold the model’s own weights; the ${report.loras.count} LoRA(s) are not in them (build refittable engines to refit them in)`] : [];
 
 const shapes = (engine: PlannedEngine): string[] => engine.inputs.map((input) => `    ${input.name}: min ${input.min.join('×')}, opt ${input.opt.join('×')}, max ${input.max.join('×')}`);
 
@@ -135,11 +176,17 @@ export function describeBuildReport(report: BuildEnginesReport): string[] {
         `${engine.name}: ${engine.onnx}${engine.variant === undefined ? '' : ` (ControlNet inputs ${engine.variant.controlNet ? 'yes' : 'no'}, IP-Adapter ${engine.variant.ipAdapter ? 'yes' : 'no'})`}, batch ${engine.batch.min}–${engine.batch.max} (opt ${engine.batch.opt})${engine.stored ? ', already stored' : ''}`,
         ...shapes(engine),
         `  ${shellLine(engine.command)}`,
+        ...(engine.refitCommand === undefined ? [] : [`  then refit with the LoRA set: ${shellLine(engine.refitCommand)}`]),
       ]),
+      ...loraNote(report),
     ];
   }
   return [
-    ...report.engines.map((engine) => `${engine.name}: ${engine.built ? 'built' : 'already stored'} → ${engine.enginePath} (wrapper ${engine.wrapper})`),
+    ...report.engines.flatMap((engine) => [
+      `${engine.name}: ${engine.built ? 'built' : 'already stored'} → ${engine.enginePath} (wrapper ${engine.wrapper})`,
+      ...(engine.refitted === undefined ? [] : [`${engine.name} with ${engine.refitted.loras} LoRA(s): ${engine.refitted.built ? 'refitted' : 'already stored'} → ${engine.refitted.enginePath} (wrapper ${engine.refitted.wrapper})`]),
+    ]),
     `${report.engines.filter((engine) => engine.built).length} engine(s) built, ${report.engines.filter((engine) => !engine.built).length} already stored in ${report.store}`,
+    ...loraNote(report),
   ];
 }

@@ -227,4 +227,17 @@ describe('trtexec (with a fake trtexec; see the header)', () => {
     expect(dry.engines.map((engine) => ('key' in engine ? engine.key : 'built'))).toEqual(plan.engines.map(() => null));
     expect(await readdir(store.folder).catch(() => [])).toEqual([]);
   });
+
+  it('buildEngines with a LoRA set: refittable plans end the UNet with its refit command; otherwise the report says the LoRAs are not in the engines', async () => {
+    const store = createEngineStore({ folder: join(folder, 'lora-store') });
+    const loras = [{ path: join(ROOT, 'fixtures/loras/kohya.safetensors'), scale: 0.5 }];
+    const refit = await buildEngines({ plan, store, trtexec: join(folder, 'no-trtexec'), dryRun: true, refittable: true, loras, python: '/opt/trt/bin/python3' });
+    expect(refit.loras).toEqual({ count: 1, refit: true });
+    expect(refit.engines.map((engine) => ('refitCommand' in engine && engine.refitCommand !== undefined ? engine.name : null))).toEqual(plan.engines.map((engine) => (engine.kind === 'unet' ? 'unet' : null)));
+    const lines = describeBuildReport(refit);
+    expect(lines).toContainEqual(expect.stringMatching(/^ {2}then refit with the LoRA set: \/opt\/trt\/bin\/python3 \S*python\/refit_engine\.py '--engine=/));
+    expect(lines.some((line) => line.startsWith('note:'))).toBe(false);
+    const plain = await buildEngines({ plan, store, trtexec: join(folder, 'no-trtexec'), dryRun: true, loras });
+    expect(describeBuildReport(plain).at(-1)).toBe('note: the engines hold the model’s own weights; the 1 LoRA(s) are not in them (build refittable engines to refit them in)');
+  });
 });

@@ -127,14 +127,16 @@ export interface LoraOptions {
 const megabytes = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
 
 /**
- * A merger for a model's networks (`{ unet, text_encoder }`: their `.onnx` files). They must have
- * been exported with layer names (the export tool does; a `--compact-graph` export has none).
+ * A merger for a model's networks (`{ unet, text_encoder }`: their `.onnx` files; a TensorRT refit
+ * gives the UNet only). They must have been exported with layer names (the export tool does; a
+ * `--compact-graph` export has none).
  */
-export async function createLoraMerger(files: Readonly<Record<LoraComponent, string>>, options: LoraOptions = {}): Promise<LoraMerger> {
+export async function createLoraMerger(files: Readonly<Partial<Record<LoraComponent, string>>>, options: LoraOptions = {}): Promise<LoraMerger> {
   const log = options.log ?? ((): void => undefined);
-  const networks = {} as Record<LoraComponent, Network>;
-  for (const component of LORA_COMPONENTS) {
-    const path = files[component];
+  const components = LORA_COMPONENTS.filter((component) => files[component] !== undefined);
+  const networks: Partial<Record<LoraComponent, Network>> = {};
+  for (const component of components) {
+    const path = files[component]!;
     const started = performance.now();
     const file = await readFile(path);
     const proto = decodeModel(file);
@@ -158,20 +160,20 @@ export async function createLoraMerger(files: Readonly<Record<LoraComponent, str
     // Read and match every file first: a bad one leaves everything as it was.
     const loaded = await Promise.all(entries.map(async (entry) => ({ entry, file: await readLoraFile(entry.path) })));
     const read = performance.now() - started;
-    const layerMaps = { unet: networks.unet.layers, text_encoder: networks.text_encoder.layers };
+    const layerMaps = { unet: networks.unet?.layers ?? new Map<string, never>(), text_encoder: networks.text_encoder?.layers ?? new Map<string, never>() };
     const matched = loaded.map(({ entry, file }) => {
       const match = matchLora(file.content, layerMaps);
       if (match.layers.length === 0) {
         const example = [...file.content.tensors.keys()][0] ?? '(no tensors)';
-        throw new LoraFileError({ path: entry.path, problem: `no layer of this model matches its tensors (${file.content.tensors.size} tensors, the first ${example}; this model's layers look like ${[...networks.unet.layers.keys()][0] ?? '?'}): not a LoRA, or one for another model family` });
+        throw new LoraFileError({ path: entry.path, problem: `no layer of this model matches its tensors (${file.content.tensors.size} tensors, the first ${example}; this model's layers look like ${[...layerMaps.unet.keys(), ...layerMaps.text_encoder.keys()][0] ?? '?'}): not a LoRA, or one for another model family` });
       }
       return { entry, file, match };
     });
     let mergeMs = 0;
     let encodeMs = 0;
     const sources: Partial<Record<LoraComponent, ModelSource>> = {};
-    for (const component of LORA_COMPONENTS) {
-      const network = networks[component];
+    for (const component of components) {
+      const network = networks[component]!;
       const changes = new Map<string, ScaledLayer[]>();
       for (const { entry, match } of matched) {
         if (entry.scale === 0) continue;
@@ -229,7 +231,10 @@ export async function createLoraMerger(files: Readonly<Record<LoraComponent, str
   return {
     merge,
     forget(components) {
-      for (const component of components) networks[component].applied = 'unknown';
+      for (const component of components) {
+        const network = networks[component];
+        if (network !== undefined) network.applied = 'unknown';
+      }
     },
   };
 }

@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import protobuf from 'protobufjs';
+import { packageFile } from '../package-file.js';
 
 /** ONNX TensorProto.DataType values used here. */
 export const ONNX_TYPES = { float: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float16: 10, double: 11, bfloat16: 16 } as const;
@@ -62,22 +62,9 @@ export interface OnnxModelProto {
   metadataProps?: { key: string; value: string }[];
 }
 
-const schemaPath = (): string => {
-  // src/onnx or dist/ → the package root's proto/.
-  for (let folder = dirname(fileURLToPath(import.meta.url)); ; folder = dirname(folder)) {
-    const candidate = join(folder, 'proto', 'onnx.proto');
-    try {
-      readFileSync(candidate, { flag: 'r' });
-      return candidate;
-    } catch {
-      if (dirname(folder) === folder) throw new Error('@streamdiffusion/tensorrt: proto/onnx.proto not found beside the package');
-    }
-  }
-};
-
 let modelType: protobuf.Type | undefined;
 function onnxModelType(): protobuf.Type {
-  modelType ??= protobuf.parse(readFileSync(schemaPath(), 'utf8'), { keepCase: false }).root.lookupType('onnx.ModelProto');
+  modelType ??= protobuf.parse(readFileSync(packageFile(join('proto', 'onnx.proto')), 'utf8'), { keepCase: false }).root.lookupType('onnx.ModelProto');
   return modelType;
 }
 
