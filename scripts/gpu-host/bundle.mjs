@@ -38,8 +38,8 @@ await build({
 });
 // The runtime looks for the worker as inference-worker.js beside itself.
 cpSync(join(out, 'inference-worker.mjs'), join(out, 'inference-worker.js'));
-// The ONNX schema the LoRA merge reads at run time (found in proto/ beside or above the code).
-cpSync('packages/tensorrt/proto', join(out, 'proto'), { recursive: true });
+// What @streamdiffusion/tensorrt reads at run time (its RUNTIME_FILES: the ONNX schema of the LoRA merge, the refit script).
+for (const folder of ['proto', 'python']) cpSync(join('packages/tensorrt', folder), join(out, folder), { recursive: true });
 
 const require = createRequire(join(process.cwd(), 'packages/core/package.json'));
 const ortNode = dirname(require.resolve('onnxruntime-node/package.json'));

@@ -1,5 +1,8 @@
 // The public API of @streamdiffusion/tensorrt. Everything exported is named here, explicitly.
 
+// Files a bundle of this package carries beside its code
+export { RUNTIME_FILES } from './package-file.js';
+
 // ONNX files
 export { decodeModel, encodeModel, layerWeights, ONNX_TYPES, readModel, type LayerWeight, type OnnxModelProto } from './onnx/onnx-model.js';
 

@@ -168,6 +168,13 @@ class SidecarTest(unittest.TestCase):
         # The pipeline's size and two-step batch (cfg none: 2 rows) reach the plan and the trtexec command.
         self.assertRegex(text, r"unet: .*batch 2–2 \(opt 2\)")
         self.assertRegex(text, r"--optShapes=sample:2x4x8x8,.* --fp16 .*--refit")
+        # An update node's LoRAs go into refittable engines by refit: the plan ends the UNet with the refit command.
+        kohya = os.path.join(os.path.dirname(os.path.dirname(MODEL)), "loras", "kohya.safetensors")
+        with_lora = {**handle, "hot": {"loras": [{"path": kohya, "scale": 0.5}]}}
+        (refit,) = runtime.run_node("build_engines", {**widgets, "pipeline": with_lora}, encodings, self.hash)
+        self.assertRegex(refit, r"then refit with the LoRA set: python3 \S*/sidecar/python/refit_engine\.py ")
+        (plain,) = runtime.run_node("build_engines", {**widgets, "pipeline": with_lora, "refit": False}, encodings, self.hash)
+        self.assertIn("the 1 LoRA(s) are not in them", plain)
         with self.assertRaisesRegex(ValueError, r"trtexec \(TensorRT's engine builder\) was not found: /nowhere/trtexec is not an executable file.*https://docs\.nvidia\.com/deeplearning/tensorrt/"):
             runtime.run_node("build_engines", {**widgets, "dry_run": False, "trtexec": "/nowhere/trtexec"}, encodings, self.hash)
         with self.assertRaisesRegex(ValueError, r"build_engines: min_resolution: expected at most max_resolution \(1024\), got 2048"):

@@ -7,6 +7,7 @@
 import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { RUNTIME_FILES } from '@streamdiffusion/tensorrt';
 import { nodeCatalogue } from '../catalogue/node-catalogue.js';
 import { expectedObjectInfo } from '../catalogue/object-info.js';
 import { schemaHash } from '../catalogue/schema-hash.js';
@@ -55,8 +56,9 @@ async function bundleSidecar(dir: string, root: string): Promise<string[]> {
   });
   // The runtime looks for its worker as inference-worker.js beside itself.
   await cp(join(dir, 'sidecar', 'inference-worker.mjs'), join(dir, 'sidecar', 'inference-worker.js'));
-  // The ONNX schema the LoRA merge reads at run time (found in proto/ beside the code).
-  await cp(join(findPackage(root, '@streamdiffusion/tensorrt'), 'proto', 'onnx.proto'), join(dir, 'sidecar', 'proto', 'onnx.proto'));
+  // What @streamdiffusion/tensorrt reads at run time (the ONNX schema of the LoRA merge, the refit script), beside the code.
+  const tensorrt = findPackage(root, '@streamdiffusion/tensorrt');
+  for (const file of RUNTIME_FILES) await cp(join(tensorrt, file), join(dir, 'sidecar', file));
   const versionOf = async (name: string): Promise<string> => (JSON.parse(await readFile(join(sidecarNativePackage(name), 'package.json'), 'utf8')) as { version: string }).version;
   const manifest = {
     name: 'streamdiffusion-comfy-sidecar',
@@ -68,7 +70,7 @@ async function bundleSidecar(dir: string, root: string): Promise<string[]> {
   await writeFile(join(dir, 'sidecar', 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   // onnxruntime-node must not try NuGet when it is installed here.
   await writeFile(join(dir, 'sidecar', '.npmrc'), 'onnxruntime-node-install=skip\n');
-  return ['sidecar/sidecar.mjs', 'sidecar/inference-worker.mjs', 'sidecar/inference-worker.js', 'sidecar/proto/onnx.proto', 'sidecar/package.json', 'sidecar/.npmrc'];
+  return ['sidecar/sidecar.mjs', 'sidecar/inference-worker.mjs', 'sidecar/inference-worker.js', ...RUNTIME_FILES.map((file) => `sidecar/${file}`), 'sidecar/package.json', 'sidecar/.npmrc'];
 }
 
 /** Writes the pack into `dir`. */
