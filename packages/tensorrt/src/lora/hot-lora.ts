@@ -7,11 +7,12 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { InvalidArgumentError, type LoadedModel, type ModelSource, valueAt } from '@streamdiffusion/core';
+import { join } from 'node:path';
+import { hostTensor, InvalidArgumentError, type LoadedModel, type ModelSource, type Runtime, type SessionSet, valueAt } from '@streamdiffusion/core';
 import { z } from 'zod';
-import { decodeModel, encodeModel, layerWeights, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
+import { decodeModel, encodeModel, layerWeights, ONNX_TYPES, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
 import { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer } from './lora-keys.js';
-import { initializerBytes, initializerValues, mergeInto, type ScaledLayer } from './lora-merge.js';
+import { initializerBytes, initializerValues, lowRankFactors, mergeGraph, mergeInto, type ScaledLayer } from './lora-merge.js';
 import { LoraFileError, readSafetensors, type Safetensors } from './safetensors.js';
 
 /** One LoRA of a set. */
@@ -122,6 +123,23 @@ export interface LoraMerger {
 export interface LoraOptions {
   /** Progress lines (reading big models, merging, encoding); silent by default. */
   readonly log?: (line: string) => void;
+  /**
+   * Where the merge's arithmetic runs: on this runtime's device (one MatMul and Add per layer, on
+   * the GPU or onnxruntime's threaded CPU kernels); without one, in JavaScript on this thread.
+   * `createHotLora` uses the model's runtime.
+   */
+  readonly runtime?: Runtime;
+}
+
+type MergeSessions = SessionSet<'float32' | 'float16'>;
+
+/** The merged weight's bytes in its element type: `w + Σ factor·up·down`, on the runtime's device when there are sessions. */
+async function mergedBytes(values: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[], sessions: MergeSessions | undefined): Promise<Uint8Array> {
+  if (sessions === undefined) return initializerBytes(mergeInto(values, weight, changes), weight.dataType);
+  const { a, b, rows, cols, rank } = lowRankFactors(values, weight, changes);
+  const { y } = await sessions.run(weight.dataType === ONNX_TYPES.float16 ? 'float16' : 'float32', { w: hostTensor(values, [rows, cols]), a: hostTensor(a, [rows, rank]), b: hostTensor(b, [rank, cols]) }, { read: ['y'], readAsFloat32: false });
+  const data = await y!.data();
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 const megabytes = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
@@ -172,51 +190,58 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
     let mergeMs = 0;
     let encodeMs = 0;
     const sources: Partial<Record<LoraComponent, ModelSource>> = {};
-    for (const component of components) {
-      const network = networks[component]!;
-      const changes = new Map<string, ScaledLayer[]>();
-      for (const { entry, match } of matched) {
-        if (entry.scale === 0) continue;
-        for (const layer of match.layers) if (layer.component === component) changes.set(layer.module, [...(changes.get(layer.module) ?? []), { layer, scale: entry.scale, path: entry.path }]);
-      }
-      const signature = JSON.stringify(matched.filter(({ entry, match }) => entry.scale !== 0 && match.layers.some((layer) => layer.component === component)).map(({ entry, file }) => [file.sha256, entry.scale]));
-      if (signature === network.applied) continue;
-      const mergeStarted = performance.now();
-      // Back to the original weights, then the set's changes on top.
-      for (const [name, { fields }] of network.originals) Object.assign(network.initializers.get(name)!, fields);
-      // Weights stored inline are patched into a copy of the file at their own offsets (same size);
-      // only weights in external data files make the model be encoded again (they move inline).
-      const patches: { readonly offset: number; readonly bytes: Uint8Array }[] = [];
-      let encodeAgain = false;
-      for (const [module, layerChanges] of changes) {
-        const weight = network.layers.get(module)!;
-        const tensor = network.initializers.get(weight.initializer)!;
-        let original = network.originals.get(weight.initializer);
-        if (original === undefined) {
-          original = { fields: { rawData: tensor.rawData, floatData: tensor.floatData, externalData: tensor.externalData, dataLocation: tensor.dataLocation }, values: await initializerValues(tensor, network.path) };
-          network.originals.set(weight.initializer, original);
+    // The merge graphs (tiny, made per merge) on the runtime's device; released when the merge ends.
+    const graph = (type: number, name: string): ModelSource => ({ path: join('/@streamdiffusion/tensorrt', `lora-merge-${name}.onnx`), bytes: mergeGraph(type) });
+    const sessions: MergeSessions | undefined = options.runtime === undefined ? undefined : await options.runtime.loadSessions({ float32: graph(ONNX_TYPES.float, 'float32'), float16: graph(ONNX_TYPES.float16, 'float16') });
+    try {
+      for (const component of components) {
+        const network = networks[component]!;
+        const changes = new Map<string, ScaledLayer[]>();
+        for (const { entry, match } of matched) {
+          if (entry.scale === 0) continue;
+          for (const layer of match.layers) if (layer.component === component) changes.set(layer.module, [...(changes.get(layer.module) ?? []), { layer, scale: entry.scale, path: entry.path }]);
         }
-        const merged = initializerBytes(mergeInto(original.values, weight, layerChanges), weight.dataType);
-        const inline = original.fields.rawData;
-        if (tensor.dataLocation !== 1 && inline !== undefined && inline.buffer === network.file.buffer && inline.byteLength === merged.byteLength) {
-          patches.push({ offset: inline.byteOffset - network.file.byteOffset, bytes: merged });
-        } else {
-          encodeAgain = true;
+        const signature = JSON.stringify(matched.filter(({ entry, match }) => entry.scale !== 0 && match.layers.some((layer) => layer.component === component)).map(({ entry, file }) => [file.sha256, entry.scale]));
+        if (signature === network.applied) continue;
+        const mergeStarted = performance.now();
+        // Back to the original weights, then the set's changes on top.
+        for (const [name, { fields }] of network.originals) Object.assign(network.initializers.get(name)!, fields);
+        // Weights stored inline are patched into a copy of the file at their own offsets (same size);
+        // only weights in external data files make the model be encoded again (they move inline).
+        const patches: { readonly offset: number; readonly bytes: Uint8Array }[] = [];
+        let encodeAgain = false;
+        for (const [module, layerChanges] of changes) {
+          const weight = network.layers.get(module)!;
+          const tensor = network.initializers.get(weight.initializer)!;
+          let original = network.originals.get(weight.initializer);
+          if (original === undefined) {
+            original = { fields: { rawData: tensor.rawData, floatData: tensor.floatData, externalData: tensor.externalData, dataLocation: tensor.dataLocation }, values: await initializerValues(tensor, network.path) };
+            network.originals.set(weight.initializer, original);
+          }
+          const merged = await mergedBytes(original.values, weight, layerChanges, sessions);
+          const inline = original.fields.rawData;
+          if (tensor.dataLocation !== 1 && inline !== undefined && inline.buffer === network.file.buffer && inline.byteLength === merged.byteLength) {
+            patches.push({ offset: inline.byteOffset - network.file.byteOffset, bytes: merged });
+          } else {
+            encodeAgain = true;
+          }
+          Object.assign(tensor, { rawData: merged, floatData: [], externalData: [], dataLocation: 0 });
         }
-        Object.assign(tensor, { rawData: merged, floatData: [], externalData: [], dataLocation: 0 });
+        const encodeStarted = performance.now();
+        mergeMs += encodeStarted - mergeStarted;
+        let bytes: Uint8Array | undefined;
+        if (changes.size > 0 && encodeAgain) bytes = encodeModel(network.model);
+        else if (changes.size > 0) {
+          bytes = new Uint8Array(network.file);
+          for (const patch of patches) bytes.set(patch.bytes, patch.offset);
+        }
+        sources[component] = bytes === undefined ? { path: network.path } : { path: network.path, bytes };
+        encodeMs += performance.now() - encodeStarted;
+        log(`lora: ${component}: ${changes.size} layers merged in ${Math.round(encodeStarted - mergeStarted)} ms, ${bytes === undefined ? 'back to the original file' : `encoded (${megabytes(bytes.byteLength)}) in ${Math.round(performance.now() - encodeStarted)} ms`}`);
+        network.applied = signature;
       }
-      const encodeStarted = performance.now();
-      mergeMs += encodeStarted - mergeStarted;
-      let bytes: Uint8Array | undefined;
-      if (changes.size > 0 && encodeAgain) bytes = encodeModel(network.model);
-      else if (changes.size > 0) {
-        bytes = new Uint8Array(network.file);
-        for (const patch of patches) bytes.set(patch.bytes, patch.offset);
-      }
-      sources[component] = bytes === undefined ? { path: network.path } : { path: network.path, bytes };
-      encodeMs += performance.now() - encodeStarted;
-      log(`lora: ${component}: ${changes.size} layers merged in ${Math.round(encodeStarted - mergeStarted)} ms, ${bytes === undefined ? 'back to the original file' : `encoded (${megabytes(bytes.byteLength)}) in ${Math.round(performance.now() - encodeStarted)} ms`}`);
-      network.applied = signature;
+    } finally {
+      await sessions?.dispose();
     }
     const count = (layers: readonly LoraLayer[], component: LoraComponent): number => layers.filter((layer) => layer.component === component).length;
     return {
@@ -244,7 +269,7 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
  * networks whose merged weights changed are reloaded, beside the running stream.
  */
 export async function createHotLora(model: LoadedModel, options: LoraOptions = {}): Promise<HotLora> {
-  const merger = await createLoraMerger({ unet: model.folder.models.unet, text_encoder: model.folder.models.text_encoder }, options);
+  const merger = await createLoraMerger({ unet: model.folder.models.unet, text_encoder: model.folder.models.text_encoder }, { runtime: model.runtime, ...options });
   let active: Required<LoraEntry>[] = [];
   let applying: Promise<unknown> = Promise.resolve();
 

@@ -6,7 +6,7 @@
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { float16BitsToFloat32, float32ToFloat16Bits } from '@streamdiffusion/core';
-import { ONNX_TYPES, type LayerWeight, type OnnxTensor } from '../onnx/onnx-model.js';
+import { encodeModel, ONNX_TYPES, type LayerWeight, type OnnxTensor } from '../onnx/onnx-model.js';
 import type { LoraLayer } from './lora-keys.js';
 import { LoraFileError } from './safetensors.js';
 
@@ -50,22 +50,29 @@ export function initializerBytes(values: Float32Array, dataType: number): Uint8A
   return new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
 }
 
-/** Adds the layers' changes to `base` (a copy is returned), laid out as `weight` stores it. */
-export function mergeInto(base: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[]): Float32Array {
-  const merged = base.slice();
+/** The layer's shape as PyTorch has it, `[out, in·kh·kw]`, checked against each change's LoRA (a mismatch names the file). */
+function checkedShape(base: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[]): { readonly out: number; readonly inner: number } {
   // PyTorch's layout: [out, in·kh·kw]; a transposed (MatMul) store is [in, out].
   const out = weight.transposed ? weight.dims[1]! : weight.dims[0]!;
   const inner = base.length / out;
-  for (const { layer, scale, path } of changes) {
+  for (const { layer, path } of changes) {
     const rank = layer.down.shape[0]!;
-    const downInner = layer.down.data.length / rank;
-    const upOut = layer.up.data.length / rank;
-    if (layer.up.shape[1] !== rank || downInner !== inner || upOut !== out) {
+    if (layer.up.shape[1] !== rank || layer.down.data.length / rank !== inner || layer.up.data.length / rank !== out) {
       throw new LoraFileError({
         path,
         problem: `${layer.component} layer ${layer.module}: its LoRA has down [${layer.down.shape.join(', ')}] and up [${layer.up.shape.join(', ')}], which do not make the model's weight [${weight.transposed ? [...weight.dims].reverse().join(', ') : weight.dims.join(', ')}] (a LoRA for another model?)`,
       });
     }
+  }
+  return { out, inner };
+}
+
+/** Adds the layers' changes to `base` (a copy is returned), laid out as `weight` stores it. */
+export function mergeInto(base: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[]): Float32Array {
+  const { out, inner } = checkedShape(base, weight, changes);
+  const merged = base.slice();
+  for (const { layer, scale } of changes) {
+    const rank = layer.down.shape[0]!;
     const factor = (scale * layer.alpha) / rank;
     const { data: up } = layer.up;
     const { data: down } = layer.down;
@@ -96,4 +103,59 @@ export function mergeInto(base: Float32Array, weight: LayerWeight, changes: read
     }
   }
   return merged;
+}
+
+/**
+ * The layers' changes as one product `a · b` in the weight's stored layout (`[rows, cols]` of the
+ * initializer): every LoRA's rank stacked, its scale·α/rank folded into `a`. Non-transposed:
+ * a = factor·up [out, Σr], b = down [Σr, in]; transposed (MatMul [in, out]): a = downᵀ [in, Σr],
+ * b = (factor·up)ᵀ [Σr, out].
+ */
+export function lowRankFactors(base: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[]): { readonly a: Float32Array; readonly b: Float32Array; readonly rows: number; readonly cols: number; readonly rank: number } {
+  const { out, inner } = checkedShape(base, weight, changes);
+  const rank = changes.reduce((total, { layer }) => total + layer.down.shape[0]!, 0);
+  const [rows, cols] = weight.transposed ? [inner, out] : [out, inner];
+  const a = new Float32Array(rows * rank);
+  const b = new Float32Array(rank * cols);
+  let offset = 0;
+  for (const { layer, scale } of changes) {
+    const r = layer.down.shape[0]!;
+    const factor = (scale * layer.alpha) / r;
+    const { data: up } = layer.up;
+    const { data: down } = layer.down;
+    for (let j = 0; j < r; j += 1) {
+      if (weight.transposed) {
+        for (let k = 0; k < inner; k += 1) a[k * rank + offset + j] = down[j * inner + k]!;
+        for (let o = 0; o < out; o += 1) b[(offset + j) * out + o] = factor * up[o * r + j]!;
+      } else {
+        for (let o = 0; o < out; o += 1) a[o * rank + offset + j] = factor * up[o * r + j]!;
+        b.set(down.subarray(j * inner, (j + 1) * inner), (offset + j) * inner);
+      }
+    }
+    offset += r;
+  }
+  return { a, b, rows, cols, rank };
+}
+
+/**
+ * The ONNX graph that merges on an onnxruntime device: y = Cast(w + MatMul(a, b), T) for a weight of
+ * element type T, every dim symbolic so one session serves every layer. Inputs: w float32
+ * [rows, cols], a float32 [rows, rank], b float32 [rank, cols]; output y.
+ */
+export function mergeGraph(dataType: number): Uint8Array {
+  const value = (name: string, type: number, dims: readonly string[]) => ({ name, type: { tensorType: { elemType: type, shape: { dim: dims.map((dimParam) => ({ dimParam })) } } } });
+  const float = ONNX_TYPES.float;
+  const sum = dataType === float ? 'y' : 'sum';
+  const node = [
+    { opType: 'MatMul', input: ['a', 'b'], output: ['delta'], name: 'delta' },
+    { opType: 'Add', input: ['w', 'delta'], output: [sum], name: 'add' },
+    // AttributeProto type 2 is INT.
+    ...(dataType === float ? [] : [{ opType: 'Cast', input: [sum], output: ['y'], name: 'cast', attribute: [{ name: 'to', type: 2, i: dataType }] }]),
+  ];
+  return encodeModel({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    producerName: '@streamdiffusion/tensorrt',
+    graph: { name: 'lora_merge', node, input: [value('w', float, ['rows', 'cols']), value('a', float, ['rows', 'rank']), value('b', float, ['rank', 'cols'])], output: [value('y', dataType, ['rows', 'cols'])] },
+  });
 }

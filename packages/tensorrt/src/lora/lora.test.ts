@@ -11,10 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
-import { createRuntime, createStreamDiffusion, hostTensor, loadModel, type LoadedModel, type RgbImage, type Runtime } from '@streamdiffusion/core';
+import { createRuntime, createStreamDiffusion, float16BitsToFloat32, hostTensor, loadModel, type LoadedModel, type RgbImage, type Runtime } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeModel, layerWeights, readModel } from '../onnx/onnx-model.js';
-import { createHotLora, loraSetHash, type HotLora } from './hot-lora.js';
+import { decodeModel, encodeModel, layerWeights, readModel } from '../onnx/onnx-model.js';
+import { createHotLora, createLoraMerger, loraSetHash, type HotLora } from './hot-lora.js';
+
+/** How far two merges may be apart: fp32 rounding, or one fp16 step (2⁻¹⁰ relative). */
+const tensorTypeStep = (model: string): number => (model.includes('fp16') ? 2 ** -10 : 1e-6);
 import { matchLora } from './lora-keys.js';
 import { LoraFileError, parseSafetensors, readSafetensors } from './safetensors.js';
 
@@ -248,6 +251,41 @@ describe('hot LoRA on an fp16 model (tiny-sd15-fp16: the same layer names, conv 
       expect(await run()).toEqual(original);
     } finally {
       await model.dispose();
+      await runtime.dispose();
+    }
+  });
+});
+
+describe('where the merge runs', () => {
+  it('gives the same weights in JavaScript (no runtime: the TensorRT refit’s merge) as on onnxruntime (hot LoRA’s), fp32 and fp16', async () => {
+    const runtime = await createRuntime({ device: 'cpu' });
+    try {
+      for (const [model, set] of [
+        ['models/tiny-sd-turbo', [{ path: KOHYA, scale: 0.7 }, { path: PEFT, scale: -1.5 }]],
+        ['models/tiny-sd15-fp16', [{ path: KOHYA, scale: 2 }]],
+      ] as const) {
+        const files = { unet: fixture(`${model}/unet/model.onnx`), text_encoder: fixture(`${model}/text_encoder/model.onnx`) };
+        const [inJs, onOrt] = await Promise.all([createLoraMerger(files), createLoraMerger(files, { runtime })]);
+        const [a, b] = [await inJs.merge(set), await onOrt.merge(set)];
+        for (const component of ['unet', 'text_encoder'] as const) {
+          const [modelA, modelB] = [decodeModel(a.sources[component]!.bytes!), decodeModel(b.sources[component]!.bytes!)];
+          const original = decodeModel(await readFile(files[component]));
+          let changed = 0;
+          let most = 0;
+          for (const [index, tensor] of modelA.graph!.initializer!.entries()) {
+            const [x, y, before] = [tensor.rawData, modelB.graph!.initializer![index]!.rawData, original.graph!.initializer![index]!.rawData];
+            if (x === undefined || y === undefined || before === undefined || Buffer.compare(Buffer.from(x), Buffer.from(before)) === 0) continue;
+            changed += 1;
+            const values = (bytes: Uint8Array): Float32Array => (tensor.dataType === 10 ? float16BitsToFloat32(new Uint16Array(new Uint8Array(bytes).buffer)) : new Float32Array(new Uint8Array(bytes).buffer));
+            const [p, q] = [values(x), values(y)];
+            for (let i = 0; i < p.length; i += 1) most = Math.max(most, Math.abs(p[i]! - q[i]!) / Math.max(1, Math.abs(p[i]!)));
+          }
+          expect(changed, `${model} ${component}: layers changed`).toBeGreaterThan(0);
+          // Sums in another order: fp32 rounding apart; in fp16 at most one step of the stored value.
+          expect(most, `${model} ${component}`).toBeLessThanOrEqual(tensorTypeStep(model));
+        }
+      }
+    } finally {
       await runtime.dispose();
     }
   });
