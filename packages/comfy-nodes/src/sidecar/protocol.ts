@@ -19,22 +19,35 @@ export function encodeMessage(json: Record<string, unknown>, binary: Uint8Array 
   return Buffer.concat([header, text, binary]);
 }
 
-/** Messages out of a byte stream, however it is chunked. */
+/**
+ * Messages out of a byte stream, however it is chunked. Chunks are only collected until a message's
+ * bytes are all there, then joined once: a frame arriving in many chunks is not copied per chunk.
+ */
 export async function* decodeMessages(chunks: AsyncIterable<Buffer>): AsyncGenerator<Message> {
-  let pending: Buffer = Buffer.alloc(0);
+  const held: Buffer[] = [];
+  let size = 0;
+  // Bytes needed before looking again: the header, then the whole message it announces.
+  let needed = 8;
   for await (const chunk of chunks) {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-    for (;;) {
-      if (pending.length < 8) break;
+    held.push(chunk);
+    size += chunk.length;
+    while (size >= needed) {
+      const pending = held.length === 1 ? held[0]! : Buffer.concat(held, size);
+      held.splice(0, held.length, pending);
       const jsonLength = pending.readUInt32BE(0);
-      const binaryLength = pending.readUInt32BE(4);
-      const total = 8 + jsonLength + binaryLength;
-      if (pending.length < total) break;
+      const total = 8 + jsonLength + pending.readUInt32BE(4);
+      if (size < total) {
+        needed = total;
+        break;
+      }
       const json = JSON.parse(pending.subarray(8, 8 + jsonLength).toString('utf8')) as unknown;
       if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('a message’s JSON part must be an object');
       yield { json: json as Record<string, unknown>, binary: new Uint8Array(pending.subarray(8 + jsonLength, total)) };
-      pending = pending.subarray(total);
+      const rest = pending.subarray(total);
+      held.splice(0, held.length, ...(rest.length > 0 ? [rest] : []));
+      size = rest.length;
+      needed = 8;
     }
   }
-  if (pending.length > 0) throw new Error(`the stream ended inside a message (${pending.length} bytes left)`);
+  if (size > 0) throw new Error(`the stream ended inside a message (${size} bytes left)`);
 }
