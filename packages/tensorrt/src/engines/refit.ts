@@ -5,7 +5,6 @@
  * its own key (the base engine's parts plus the LoRA set's hash), so switching back and forth
  * between LoRA sets costs one refit each the first time and nothing after.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -14,6 +13,7 @@ import { createLoraMerger, loraSetHash, type LoraEntry } from '../lora/hot-lora.
 import { packageFile } from '../package-file.js';
 import type { EngineStore, LockOptions, StoredEngine } from './engine-store.js';
 import { writeEpContextModel } from './ep-context.js';
+import { runLines } from './run-lines.js';
 import { TENSORRT_INSTALL_URL } from './trtexec.js';
 
 /** The refit script's exit code when TensorRT's Python package cannot be imported. */
@@ -137,28 +137,20 @@ export async function refitEngine(options: RefitEngineOptions): Promise<StoredEn
 /** Runs the refit script, turning its events into progress lines and its failures into typed errors. */
 async function runRefit(options: { readonly python: string; readonly args: readonly string[]; readonly engine: string; readonly progress: (line: string) => void }): Promise<void> {
   const { engine, progress } = options;
-  const tail: string[] = [];
   let failure: string | undefined;
-  const outcome = await new Promise<{ code: number | null; spawnError?: Error }>((done) => {
-    const child = spawn(options.python, options.args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const read = (chunk: Buffer): void => {
-      for (const line of chunk.toString().split(/\r?\n/)) {
-        if (line.trim() === '') continue;
-        tail.push(line);
-        if (tail.length > 20) tail.shift();
-        const event = parseRefitLine(line);
-        if (event?.event === 'error') failure = event.message;
-        else if (event?.event === 'loaded') progress(`${engine}: engine loaded (${event.weights} refittable weights) in ${event.seconds} s`);
-        else if (event?.event === 'refitted') progress(`${engine}: refitted in ${event.seconds} s`);
-        else if (event?.event === 'saved') progress(`${engine}: saved (${(event.bytes / 1024 / 1024).toFixed(1)} MB)`);
-      }
-    };
-    child.stdout.on('data', read);
-    child.stderr.on('data', read);
-    child.on('error', (spawnError) => done({ code: null, spawnError }));
-    child.on('close', (code) => done({ code }));
-  });
-  if (outcome.spawnError !== undefined) throw new TensorrtPythonNotFoundError({ python: options.python, detail: `it cannot be run (${(outcome.spawnError as NodeJS.ErrnoException).code ?? outcome.spawnError.message})` });
-  if (outcome.code === TENSORRT_MISSING) throw new TensorrtPythonNotFoundError({ python: options.python, detail: failure ?? tail.join(' | ') });
-  if (outcome.code !== 0) throw new EngineRefitError({ engine, message: failure ?? `exit code ${outcome.code}; last lines:\n${tail.join('\n')}` });
+  const onLine = (line: string): void => {
+    const event = parseRefitLine(line);
+    if (event?.event === 'error') failure = event.message;
+    else if (event?.event === 'loaded') progress(`${engine}: engine loaded (${event.weights} refittable weights) in ${event.seconds} s`);
+    else if (event?.event === 'refitted') progress(`${engine}: refitted in ${event.seconds} s`);
+    else if (event?.event === 'saved') progress(`${engine}: saved (${(event.bytes / 1024 / 1024).toFixed(1)} MB)`);
+  };
+  let outcome;
+  try {
+    outcome = await runLines(options.python, options.args, onLine, 20);
+  } catch (error) {
+    throw new TensorrtPythonNotFoundError({ python: options.python, detail: `it cannot be run (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` });
+  }
+  if (outcome.code === TENSORRT_MISSING) throw new TensorrtPythonNotFoundError({ python: options.python, detail: failure ?? outcome.tail.replaceAll('\n', ' | ') });
+  if (outcome.code !== 0) throw new EngineRefitError({ engine, message: failure ?? `exit code ${outcome.code}; last lines:\n${outcome.tail}` });
 }

@@ -3,12 +3,12 @@
  * into progress, and a build straight into the engine store. From Node, onnxruntime passes only
  * `deviceId` to its TensorRT provider, so engines are built here, ahead of time, by TensorRT itself.
  */
-import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, join, resolve } from 'node:path';
 import { InvalidArgumentError, StreamDiffusionError } from '@streamdiffusion/core';
 import type { InputProfile, PlannedEngine } from './engine-plan.js';
+import { runLines } from './run-lines.js';
 import { hashFile, type BuildEnvironment, type EngineStore, type LockOptions, type StoredEngine } from './engine-store.js';
 
 /** Where TensorRT (and trtexec with it) comes from. */
@@ -160,36 +160,6 @@ export function tensorrtVersionFromBanner(text: string): string | undefined {
   return number >= 100000
     ? `${Math.floor(number / 10000)}.${Math.floor(number / 100) % 100}.${number % 100}`
     : `${Math.floor(number / 1000)}.${Math.floor(number / 100) % 10}.${number % 100}`;
-}
-
-/** Runs a program, handing each output line to `onLine`; resolves with its exit and the last lines. */
-function runLines(program: string, args: readonly string[], onLine: (line: string, stream: 'stdout' | 'stderr') => void, tailLines = 40): Promise<{ code: number | null; signal: NodeJS.Signals | null; tail: string; stderrTail: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const tail: string[] = [];
-    const stderrTail: string[] = [];
-    const reader = (stream: 'stdout' | 'stderr') => {
-      let pending = '';
-      return (chunk: Buffer) => {
-        pending += chunk.toString();
-        const lines = pending.split(/\r?\n/);
-        pending = lines.pop() ?? '';
-        for (const line of lines) {
-          tail.push(line);
-          if (tail.length > tailLines) tail.shift();
-          if (stream === 'stderr') {
-            stderrTail.push(line);
-            if (stderrTail.length > tailLines) stderrTail.shift();
-          }
-          onLine(line, stream);
-        }
-      };
-    };
-    child.stdout.on('data', reader('stdout'));
-    child.stderr.on('data', reader('stderr'));
-    child.on('error', fail);
-    child.on('close', (code, signal) => done({ code, signal, tail: tail.join('\n'), stderrTail: stderrTail.join('\n') }));
-  });
 }
 
 /** The TensorRT version trtexec reports (its `--help` banner). */
