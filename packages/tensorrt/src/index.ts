@@ -87,6 +87,7 @@ export {
   type RefitEvent,
 } from './engines/refit.js';
 export {
+  EP_CONTEXT_FILE,
   EP_CONTEXT_SOURCE,
   epContextModel,
   loadEngineSession,

@@ -5,11 +5,12 @@
  * The CLI's `build-engines` and the ComfyUI Build engines node both run this; they differ only in
  * where the plan comes from and where progress lines go.
  */
+import { join } from 'node:path';
 import { StreamDiffusionError } from '@streamdiffusion/core';
 import type { LoraEntry } from '../lora/hot-lora.js';
 import type { EnginePlan, EnginePlanOptions, PlannedEngine } from './engine-plan.js';
 import { engineKey, hashFile, type BuildEnvironment, type EngineStore, type LockHolder } from './engine-store.js';
-import { writeEpContextModel } from './ep-context.js';
+import { EP_CONTEXT_FILE } from './ep-context.js';
 import { refitArguments, refitEngine } from './refit.js';
 import { buildEngine, findTrtexec, probeComputeCapability, probeTensorrtVersion, trtexecArguments, TrtexecNotFoundError, type TrtexecSettings } from './trtexec.js';
 
@@ -141,20 +142,14 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
         }
       },
     });
-    const wrapper = `${result.folder}/model_ctx.onnx`;
-    await writeEpContextModel({ onnx: engine.onnx, engine: result.enginePath, output: wrapper, computeCapability: environment!.computeCapability });
-    if (!(refit && engine.kind === 'unet')) {
-      built.push({ name: engine.name, key: result.key, built: result.built, enginePath: result.enginePath, wrapper });
-      continue;
-    }
-    const refitted = await refitEngine({ engine: result, loras, store, ...(options.python === undefined ? {} : { python: options.python }), onProgress: progress, onWait: (holder) => progress(waiting(`${engine.name} (refit)`, holder)) });
+    const refitted = refit && engine.kind === 'unet' ? await refitEngine({ engine: result, loras, store, ...(options.python === undefined ? {} : { python: options.python }), onProgress: progress, onWait: (holder) => progress(waiting(`${engine.name} (refit)`, holder)) }) : undefined;
     built.push({
       name: engine.name,
       key: result.key,
       built: result.built,
       enginePath: result.enginePath,
-      wrapper,
-      refitted: { key: refitted.key, built: refitted.built, enginePath: refitted.enginePath, wrapper: `${refitted.folder}/model_ctx.onnx`, loras: loras.length },
+      wrapper: join(result.folder, EP_CONTEXT_FILE),
+      ...(refitted === undefined ? {} : { refitted: { key: refitted.key, built: refitted.built, enginePath: refitted.enginePath, wrapper: join(refitted.folder, EP_CONTEXT_FILE), loras: loras.length } }),
     });
   }
   return { ...base, dryRun: false, trtexec: trtexec!, environment: environment!, engines: built };

@@ -74,6 +74,9 @@ export function epContextModel(original: OnnxModelProto, options: EpContextModel
   };
 }
 
+/** The wrapper's file name in a stored engine's folder, beside `engine.plan`. */
+export const EP_CONTEXT_FILE = 'model_ctx.onnx';
+
 /**
  * Writes the EPContext wrapper of the ONNX file `onnx` to `output`, pointing at `engine` (which
  * must lie in `output`'s folder or below). Written to a temporary file and renamed into place.

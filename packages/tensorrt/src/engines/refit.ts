@@ -12,7 +12,7 @@ import { InvalidArgumentError, StreamDiffusionError } from '@streamdiffusion/cor
 import { createLoraMerger, loraSetHash, type LoraEntry } from '../lora/hot-lora.js';
 import { packageFile } from '../package-file.js';
 import type { EngineStore, LockOptions, StoredEngine } from './engine-store.js';
-import { writeEpContextModel } from './ep-context.js';
+import { EP_CONTEXT_FILE, writeEpContextModel } from './ep-context.js';
 import { runLines } from './run-lines.js';
 import { TENSORRT_INSTALL_URL } from './trtexec.js';
 
@@ -95,7 +95,7 @@ export async function refitEngine(options: RefitEngineOptions): Promise<StoredEn
 
   const loraHash = await loraSetHash(options.loras);
   const python = options.python ?? process.env.STREAMDIFFUSION_PYTHON ?? 'python3';
-  const result = await store.ensure({
+  return await store.ensure({
     // The base engine's key parts with the LoRA set's hash: the same ONNX file, profiles and machine.
     meta: {
       onnxSha256: meta.onnxSha256,
@@ -125,13 +125,12 @@ export async function refitEngine(options: RefitEngineOptions): Promise<StoredEn
           for (const name of await readdir(dirname(meta.onnx.path))) if (name !== basename(meta.onnx.path)) await symlink(join(dirname(meta.onnx.path), name), join(folder, name));
         }
         await runRefit({ python, args: refitArguments({ engine: engine.enginePath, onnx, output: enginePath }), engine: meta.name, progress });
+        await writeEpContextModel({ onnx: meta.onnx.path, engine: enginePath, output: join(dirname(enginePath), EP_CONTEXT_FILE), computeCapability: meta.computeCapability });
       } finally {
         await rm(folder, { recursive: true, force: true });
       }
     },
   });
-  await writeEpContextModel({ onnx: meta.onnx.path, engine: result.enginePath, output: join(result.folder, 'model_ctx.onnx'), computeCapability: meta.computeCapability });
-  return result;
 }
 
 /** Runs the refit script, turning its events into progress lines and its failures into typed errors. */

@@ -5,9 +5,10 @@
  */
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { delimiter, join, resolve } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { InvalidArgumentError, StreamDiffusionError } from '@streamdiffusion/core';
 import type { InputProfile, PlannedEngine } from './engine-plan.js';
+import { EP_CONTEXT_FILE, writeEpContextModel } from './ep-context.js';
 import { runLines } from './run-lines.js';
 import { hashFile, type BuildEnvironment, type EngineStore, type LockOptions, type StoredEngine } from './engine-store.js';
 
@@ -211,7 +212,8 @@ export interface BuildEngineOptions extends TrtexecSettings, LockOptions {
 
 /**
  * The engine of a planned model: from the store when it is there, else built by trtexec into a
- * temporary file and moved into the store under the key's lock.
+ * temporary file and moved into the store under the key's lock, with its EPContext wrapper
+ * (`EP_CONTEXT_FILE`) beside it.
  */
 export async function buildEngine(options: BuildEngineOptions): Promise<StoredEngine & { readonly built: boolean }> {
   const { engine, store, environment } = options;
@@ -234,6 +236,8 @@ export async function buildEngine(options: BuildEngineOptions): Promise<StoredEn
     build: async (enginePath) => {
       const args = trtexecArguments({ ...options, enginePath, timingCache: store.timingCachePath(environment) });
       await runTrtexec({ trtexec: options.trtexec, args, engine: engine.name, ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }) });
+      // The wrapper goes into the key folder with the engine (written once, not on every later use).
+      await writeEpContextModel({ onnx: engine.onnx, engine: enginePath, output: join(dirname(enginePath), EP_CONTEXT_FILE), computeCapability: environment.computeCapability });
     },
   });
 }
