@@ -8,7 +8,6 @@ export { decodeModel, encodeModel, layerWeights, ONNX_TYPES, readModel, type Lay
 
 // Engines (plans, store, builds, EPContext loading)
 export {
-  describeEngine,
   ENGINE_MODEL_KINDS,
   ENGINE_PRECISIONS,
   enginePlanOptionsSchema,
@@ -55,6 +54,7 @@ export {
   createProgressParser,
   EngineBuildError,
   findTrtexec,
+  plannedEngineKeyParts,
   probeComputeCapability,
   probeTensorrtVersion,
   runTrtexec,

@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { StreamDiffusionError } from '@streamdiffusion/core';
 import type { LoraEntry } from '../lora/hot-lora.js';
 import type { EnginePlan, EnginePlanOptions, PlannedEngine } from './engine-plan.js';
-import { engineKey, hashFile, type BuildEnvironment, type EngineStore, type LockHolder } from './engine-store.js';
+import { engineKey, type BuildEnvironment, type EngineStore, type LockHolder } from './engine-store.js';
 import { EP_CONTEXT_FILE } from './ep-context.js';
 import { refitArguments, refitEngine } from './refit.js';
-import { buildEngine, findTrtexec, probeComputeCapability, probeTensorrtVersion, trtexecArguments, TrtexecNotFoundError, type TrtexecSettings } from './trtexec.js';
+import { buildEngine, findTrtexec, plannedEngineKeyParts, probeComputeCapability, probeTensorrtVersion, trtexecArguments, TrtexecNotFoundError, type TrtexecSettings } from './trtexec.js';
 
 /** trtexec is there but the GPU cannot be asked what it is (no NVIDIA driver, no nvidia-smi). */
 export class GpuNotFoundError extends StreamDiffusionError {
@@ -111,7 +111,7 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
   if (dryRun) {
     const engines = await Promise.all(
       plan.engines.map(async (engine): Promise<PlannedEngineReport> => {
-        const key = environment === undefined ? null : engineKey({ onnxSha256: await hashFile(engine.onnx), loraHash: null, precision: engine.precision, inputs: engine.inputs, ...environment, ...settings });
+        const key = environment === undefined ? null : engineKey(await plannedEngineKeyParts(engine, environment, settings));
         const stored = key === null ? undefined : await store.get(key);
         const enginePath = `${store.folder}/.tmp-${key ?? '<key>'}/engine.plan`;
         const timingCache = environment === undefined ? `${store.folder}/timing-<gpu>-<tensorrt>.cache` : store.timingCachePath(environment);

@@ -8,7 +8,7 @@
  * f unconditional rows for `initialize` and `full`. guidance_scale is a hot parameter, so the
  * profile spans the batch with and without those rows. The VAE runs on the f frames of one call.
  */
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { stat } from 'node:fs/promises';
 import {
   detectCapabilities,
@@ -406,9 +406,4 @@ export async function planEngines(input: PlanEnginesInput): Promise<EnginePlan> 
   }
   for (const [index, path] of controlnets.entries()) engines.push(await planned(`controlnet-${index}`, 'controlnet', await controlNetFile(path)));
   return { options, modelFolder: folder.root, engines };
-}
-
-/** `unet (…/unet/model.onnx)`, for messages. */
-export function describeEngine(engine: Pick<PlannedEngine, 'name' | 'onnx'>): string {
-  return `${engine.name} (${basename(dirname(engine.onnx))}/${basename(engine.onnx)})`;
 }

@@ -10,7 +10,7 @@ import { InvalidArgumentError, StreamDiffusionError } from '@streamdiffusion/cor
 import type { InputProfile, PlannedEngine } from './engine-plan.js';
 import { EP_CONTEXT_FILE, writeEpContextModel } from './ep-context.js';
 import { runLines } from './run-lines.js';
-import { hashFile, type BuildEnvironment, type EngineStore, type LockOptions, type StoredEngine } from './engine-store.js';
+import { hashFile, type BuildEnvironment, type EngineKeyParts, type EngineStore, type LockOptions, type StoredEngine } from './engine-store.js';
 
 /** Where TensorRT (and trtexec with it) comes from. */
 export const TENSORRT_INSTALL_URL = 'https://docs.nvidia.com/deeplearning/tensorrt/latest/installing-tensorrt/installing.html';
@@ -205,9 +205,12 @@ export interface BuildEngineOptions extends TrtexecSettings, LockOptions {
   readonly trtexec: string;
   /** The machine the engine is for (see {@link probeTensorrtVersion}, {@link probeComputeCapability}). */
   readonly environment: BuildEnvironment;
-  /** The hash of the LoRA set merged into the ONNX file, or null. */
-  readonly loraHash?: string | null;
   readonly onProgress?: (progress: TrtexecProgress) => void;
+}
+
+/** The key parts of a planned engine built on `environment` (the ONNX file hashed): what {@link buildEngine} stores it under. */
+export async function plannedEngineKeyParts(engine: PlannedEngine, environment: BuildEnvironment, settings: Pick<TrtexecSettings, 'refittable'> = {}): Promise<EngineKeyParts> {
+  return { onnxSha256: await hashFile(engine.onnx), loraHash: null, precision: engine.precision, inputs: engine.inputs, ...environment, ...(settings.refittable === true ? { refittable: true } : {}) };
 }
 
 /**
@@ -219,12 +222,7 @@ export async function buildEngine(options: BuildEngineOptions): Promise<StoredEn
   const { engine, store, environment } = options;
   const info = await stat(engine.onnx);
   const meta = {
-    onnxSha256: await hashFile(engine.onnx),
-    loraHash: options.loraHash ?? null,
-    precision: engine.precision,
-    inputs: engine.inputs,
-    ...environment,
-    ...(options.refittable === true ? { refittable: true } : {}),
+    ...(await plannedEngineKeyParts(engine, environment, options)),
     name: engine.name,
     kind: engine.kind,
     onnx: { path: engine.onnx, bytes: info.size, mtimeMs: info.mtimeMs },
