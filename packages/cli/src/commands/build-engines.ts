@@ -10,7 +10,6 @@ import { ConfigError, InvalidArgumentError, loadConfig, resolveConfigModelPath }
 import {
   buildEngines,
   createEngineStore,
-  defaultEngineStoreFolder,
   describeBuildReport,
   enginePlanOptionsSchema,
   GpuNotFoundError,
@@ -32,8 +31,8 @@ const camel = (key: string): string => key.replace(/_([a-z])/g, (_match, letter:
 /** The plan options' schema fields under snake_case keys, so the generated flags read `--min-resolution`. */
 const PLAN_FLAGS = schemaFlags(Object.fromEntries(Object.entries(enginePlanOptionsSchema.shape).map(([key, field]) => [snake(key), field as z.ZodType])));
 
-/** The store folder: --store, else $STREAMDIFFUSION_ENGINE_DIR, else ~/.cache/streamdiffusion/engines. */
-export const storeFolderOf = (given: string | undefined): string => (given === undefined ? defaultEngineStoreFolder() : resolve(given));
+/** `--store`, shared with `engines list|prune`: createEngineStore's own default when absent. */
+export const STORE_OPTION = ['--store <folder>', 'the engine store (default: $STREAMDIFFUSION_ENGINE_DIR or ~/.cache/streamdiffusion/engines)'] as const;
 
 export function buildEnginesCommand(io: Io): Command {
   const command = new Command('build-engines')
@@ -41,7 +40,7 @@ export function buildEnginesCommand(io: Io): Command {
       'Plan and build the TensorRT engines a config needs (UNet, VAE encoder/decoder, each ControlNet) with trtexec, into the engine store, each with an EPContext wrapper model for onnxruntime. --dry-run prints the plan and the trtexec commands only. Exit code 4 when trtexec (TensorRT) is not installed.',
     )
     .requiredOption('--config <file>', 'the config file (YAML or JSON, the Python forks’ format)')
-    .option('--store <folder>', 'the engine store (default: $STREAMDIFFUSION_ENGINE_DIR or ~/.cache/streamdiffusion/engines)')
+    .option(...STORE_OPTION)
     .option('--models-dir <folder>', 'folder of named models, for model_id and ControlNets that are not paths')
     .option('--dynamic', 'shorthand for --resolution dynamic')
     .option('--static', 'shorthand for --resolution static');
@@ -84,7 +83,7 @@ export function buildEnginesCommand(io: Io): Command {
         throw error;
       }
 
-      const store = createEngineStore({ folder: storeFolderOf(options.store as string | undefined) });
+      const store = createEngineStore({ folder: options.store as string | undefined });
       const quiet = wantsJson(self);
       let result;
       try {

@@ -29,7 +29,6 @@ import {
   buildEngines,
   createEngineStore,
   createHotLora,
-  defaultEngineStoreFolder,
   describeBuildReport,
   ENGINE_PRECISIONS,
   ipAdapterImageTokensOf,
@@ -267,7 +266,7 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
           const plan = await planEngines({ config, model: request.model, controlnets: request.controlnets.map((entry) => entry.model_id), ...(imageTokens === undefined ? {} : { ipAdapterImageTokens: imageTokens }), options });
           const report = await buildEngines({
             plan,
-            store: createEngineStore({ folder: build.store ?? defaultEngineStoreFolder() }),
+            store: createEngineStore({ folder: build.store }),
             ...(build.trtexec === undefined ? {} : { trtexec: build.trtexec }),
             ...(build.refit ? { refittable: true } : {}),
             loras: build.loras ?? request.loras,
