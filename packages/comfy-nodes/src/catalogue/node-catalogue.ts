@@ -120,6 +120,12 @@ function widgets(properties: Readonly<Record<string, JsonProperty>>, omit: reado
 
 const CATEGORY = 'StreamDiffusion';
 const snake = (key: string): string => key.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+
+/** The engine plan's options that are Build engines widgets (the batch overrides stay with the CLI), by their plan keys. */
+export const PLAN_WIDGET_KEYS: readonly string[] = Object.keys(enginePlanOptionsSchema.shape).filter((key) => !key.endsWith('Batch'));
+
+/** The plan's camelCase keys in a text (a key, a tooltip, an error message) as the node's snake_case widget names: minResolution → min_resolution. */
+export const planNamesForNodes = (text: string): string => text.replace(new RegExp(`\\b(?:${PLAN_WIDGET_KEYS.join('|')})\\b`, 'g'), snake);
 const MULTILINE = { prompt: { multiline: true }, negative_prompt: { multiline: true } } as const;
 
 const pipelineInput = (tooltip: string): InputSpec => ({ id: 'pipeline', type: SOCKET_TYPES.pipeline, tooltip, optional: false, encoding: 'plain' });
@@ -223,8 +229,8 @@ export function nodeCatalogue(): readonly NodeSpec[] {
         pipelineInput('The pipeline whose engines to build (its model, size, t_index_list, frame_buffer_size, cfg_type, ControlNets and IP-Adapter make the plan).'),
         // The plan's fields under the snake_case names of the rest of the pack (and the CLI's flags); batch overrides stay with the CLI.
         ...Object.entries(plan)
-          .filter(([key]) => !key.endsWith('Batch'))
-          .map(([key, property]) => widget(snake(key), { ...property, ...(property.description === undefined ? {} : { description: property.description.replace(/\b(?:min|max)Resolution\b/g, snake) }) }, key.endsWith('Resolution') ? { step: RESOLUTION_STEP } : {})),
+          .filter(([key]) => PLAN_WIDGET_KEYS.includes(key))
+          .map(([key, property]) => widget(planNamesForNodes(key), { ...property, ...(property.description === undefined ? {} : { description: planNamesForNodes(property.description) }) }, key.endsWith('Resolution') ? { step: RESOLUTION_STEP } : {})),
         { id: 'refit', type: 'BOOLEAN', tooltip: 'Refittable engines: new weights (a LoRA merge) can be put into them without a rebuild.', optional: false, default: false, encoding: 'plain' },
         { id: 'dry_run', type: 'BOOLEAN', tooltip: 'Show the plan and the trtexec commands; build nothing (needs no TensorRT).', optional: false, default: false, encoding: 'plain' },
         { id: 'trtexec', type: 'STRING', tooltip: 'The trtexec to run (empty: trtexec on PATH, or in TensorRT’s usual folders).', optional: true, default: '', encoding: 'optional-text' },

@@ -30,15 +30,13 @@ import {
   createEngineStore,
   createHotLora,
   describeBuildReport,
-  ENGINE_PRECISIONS,
   ipAdapterImageTokensOf,
   lorasSchema,
-  parseEnginePlanOptions,
   planEngines,
-  RESOLUTION_MODES,
   type HotLora,
 } from '@streamdiffusion/tensorrt';
 import { z } from 'zod';
+import { PLAN_WIDGET_KEYS, planNamesForNodes } from '../catalogue/node-catalogue.js';
 import { PROTOCOL_VERSION, schemaHash } from '../catalogue/schema-hash.js';
 
 /** A request the nodes got wrong: the message names the field, the value and what was expected. */
@@ -75,10 +73,8 @@ const sampleSchema = z.object({ handle: z.string(), hot: hotSchema.default({}), 
 const buildSchema = z
   .object({
     request: z.unknown(),
-    resolution: z.enum(RESOLUTION_MODES),
-    min_resolution: z.number().int(),
-    max_resolution: z.number().int(),
-    precision: z.enum(ENGINE_PRECISIONS),
+    // The plan's widgets (min_resolution, …), checked by planEngines under the plan's own keys.
+    ...Object.fromEntries(PLAN_WIDGET_KEYS.map((key) => [planNamesForNodes(key), z.unknown()])),
     refit: z.boolean(),
     dry_run: z.boolean(),
     trtexec: z.string().min(1).optional(),
@@ -254,16 +250,18 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
           const build = parse(buildSchema, params, 'build_engines');
           const request = parse(loadSchema, build.request, 'build_engines.request');
           const config = parse(streamDiffusionConfigSchema, { ...request.parameters, model_id: request.model }, 'parameters');
-          let options;
+          const type = request.ipadapters[0]?.type;
+          const imageTokens = ipAdapterImageTokensOf(typeof type === 'string' ? type : undefined);
+          // The widgets back under the plan's keys; planEngines validates them.
+          const options = Object.fromEntries(PLAN_WIDGET_KEYS.map((key) => [key, (build as Record<string, unknown>)[planNamesForNodes(key)]]));
+          let plan;
           try {
-            options = parseEnginePlanOptions({ resolution: build.resolution, minResolution: build.min_resolution, maxResolution: build.max_resolution, precision: build.precision });
+            plan = await planEngines({ config, model: request.model, controlnets: request.controlnets.map((entry) => entry.model_id), ...(imageTokens === undefined ? {} : { ipAdapterImageTokens: imageTokens }), options });
           } catch (error) {
-            // The plan's fields by the node's names (minResolution → min_resolution).
-            if (error instanceof InvalidArgumentError) throw new RequestError(`build_engines: ${error.message.replace(/\b(?:min|max)Resolution\b/g, (field) => field.replace('R', '_r'))}`);
+            // Named as the node names them (minResolution → min_resolution).
+            if (error instanceof InvalidArgumentError) throw new RequestError(`build_engines: ${planNamesForNodes(error.message)}`);
             throw error;
           }
-          const imageTokens = ipAdapterImageTokensOf(request.ipadapters.map(ipAdapterEntry)[0]?.type);
-          const plan = await planEngines({ config, model: request.model, controlnets: request.controlnets.map((entry) => entry.model_id), ...(imageTokens === undefined ? {} : { ipAdapterImageTokens: imageTokens }), options });
           const report = await buildEngines({
             plan,
             store: createEngineStore({ folder: build.store }),
