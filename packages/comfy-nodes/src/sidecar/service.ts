@@ -146,11 +146,10 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
   // Per model: its hot LoRA and the set merged last, so a frame of another set merges again.
   const loras = new Map<string, { readonly hot: Promise<HotLora>; applied: string }>();
   const lorasFor = async (entry: Entry, wanted: z.output<typeof lorasSchema>): Promise<void> => {
-    const model = await models.get(entry.modelKey)!;
     let state = loras.get(entry.modelKey);
     if (state === undefined) {
       if (wanted.length === 0) return;
-      state = { hot: createHotLora(model, { log }), applied: '[]' };
+      state = { hot: models.get(entry.modelKey)!.then((model) => createHotLora(model, { log })), applied: '[]' };
       loras.set(entry.modelKey, state);
       // A model LoRAs cannot change (no layer names) is tried again with the next set, not kept failed.
       state.hot.catch(() => loras.delete(entry.modelKey));
@@ -224,6 +223,9 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
         }
         case 'sample': {
           const request = parse(sampleSchema, params, 'sample');
+          // A malformed batch is refused before it changes anything (LoRAs, parameters).
+          const frameBytes = request.width * request.height * 3;
+          if (binary.byteLength !== request.frames * frameBytes) throw new RequestError(`sample: ${binary.byteLength} bytes of frames for ${request.frames} × ${request.width}×${request.height} RGB (${request.frames * frameBytes} expected)`);
           const { handle } = request;
           const pending = pipelines.get(handle);
           if (pending === undefined) throw new UnknownHandleError(handle);
@@ -236,8 +238,6 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
             await stream.update(parameters);
             entry.applied = hot;
           }
-          const frameBytes = request.width * request.height * 3;
-          if (binary.byteLength !== request.frames * frameBytes) throw new RequestError(`sample: ${binary.byteLength} bytes of frames for ${request.frames} × ${request.width}×${request.height} RGB (${request.frames * frameBytes} expected)`);
           const out = new Uint8Array(request.frames * stream.width * stream.height * 3);
           for (let index = 0; index < request.frames; index += 1) {
             const frame: RgbImage = { data: binary.subarray(index * frameBytes, (index + 1) * frameBytes), width: request.width, height: request.height, channels: 3 };
