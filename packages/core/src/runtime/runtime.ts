@@ -339,11 +339,17 @@ function wireInput(tensor: HostTensor | RuntimeTensor, feedType: TensorType): Wi
   return { kind: 'host', type: tensor.type, feedType, dims: tensor.dims, data: tensor.data };
 }
 
+/** The buffers of model bytes in a request, handed to the worker instead of copied (a UNet is gigabytes). */
+function modelBuffers(request: WorkerRequest): ArrayBuffer[] {
+  const sources: readonly ModelSource[] = request.op === 'load' ? request.models : request.op === 'replace' ? [request] : [];
+  return sources.flatMap(({ bytes }) => (bytes !== undefined && bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? [bytes.buffer] : []));
+}
+
 function send(worker: Worker, pending: Map<number, Pending>, id: number, request: WorkerRequest): Promise<unknown> {
   return new Promise((resolve, reject) => {
     pending.set(id, { resolve, reject });
     const envelope: WorkerEnvelope = { ...request, id };
-    worker.postMessage(envelope);
+    worker.postMessage(envelope, modelBuffers(request));
   });
 }
 

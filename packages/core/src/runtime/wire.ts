@@ -41,6 +41,8 @@ export interface WireOutput {
 /**
  * Where a model comes from: its `.onnx` file, or that file's content changed in memory (`bytes`,
  * e.g. with LoRA weights merged in) whose external `.onnx_data` weights are still found beside `path`.
+ * Bytes that fill their own ArrayBuffer are handed to the inference worker, not copied: after a
+ * load or replace, the caller's `bytes` is detached (empty).
  */
 export interface ModelSource {
   readonly path: string;
