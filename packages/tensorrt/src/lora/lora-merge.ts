@@ -67,44 +67,6 @@ function checkedShape(base: Float32Array, weight: LayerWeight, changes: readonly
   return { out, inner };
 }
 
-/** Adds the layers' changes to `base` (a copy is returned), laid out as `weight` stores it. */
-export function mergeInto(base: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[]): Float32Array {
-  const { out, inner } = checkedShape(base, weight, changes);
-  const merged = base.slice();
-  for (const { layer, scale } of changes) {
-    const rank = layer.down.shape[0]!;
-    const factor = (scale * layer.alpha) / rank;
-    const { data: up } = layer.up;
-    const { data: down } = layer.down;
-    // Inner loops run along memory in both layouts (a strided loop is ~10× slower on big layers).
-    if (weight.transposed) {
-      // merged[k, o] += Σr down[r, k] · up[o, r]: up transposed once to [rank, out].
-      const upT = new Float32Array(rank * out);
-      for (let o = 0; o < out; o += 1) for (let r = 0; r < rank; r += 1) upT[r * out + o] = factor * up[o * rank + r]!;
-      for (let k = 0; k < inner; k += 1) {
-        const target = k * out;
-        for (let r = 0; r < rank; r += 1) {
-          const d = down[r * inner + k]!;
-          if (d === 0) continue;
-          const row = r * out;
-          for (let o = 0; o < out; o += 1) merged[target + o]! += d * upT[row + o]!;
-        }
-      }
-    } else {
-      for (let o = 0; o < out; o += 1) {
-        const target = o * inner;
-        for (let r = 0; r < rank; r += 1) {
-          const u = factor * up[o * rank + r]!;
-          if (u === 0) continue;
-          const row = r * inner;
-          for (let k = 0; k < inner; k += 1) merged[target + k]! += u * down[row + k]!;
-        }
-      }
-    }
-  }
-  return merged;
-}
-
 /**
  * The layers' changes as one product `a · b` in the weight's stored layout (`[rows, cols]` of the
  * initializer): every LoRA's rank stacked, its scale·α/rank folded into `a`. Non-transposed:
@@ -135,6 +97,23 @@ export function lowRankFactors(base: Float32Array, weight: LayerWeight, changes:
     offset += r;
   }
   return { a, b, rows, cols, rank };
+}
+
+/** Adds the layers' changes to `base` (a copy is returned), laid out as `weight` stores it: `base + a · b` in JavaScript. */
+export function mergeInto(base: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[]): Float32Array {
+  const { a, b, rows, cols, rank } = lowRankFactors(base, weight, changes);
+  const merged = base.slice();
+  // Row by row, the inner loop along memory (a strided loop is ~10× slower on big layers).
+  for (let i = 0; i < rows; i += 1) {
+    const target = i * cols;
+    for (let r = 0; r < rank; r += 1) {
+      const factor = a[i * rank + r]!;
+      if (factor === 0) continue;
+      const row = r * cols;
+      for (let j = 0; j < cols; j += 1) merged[target + j]! += factor * b[row + j]!;
+    }
+  }
+  return merged;
 }
 
 /**
