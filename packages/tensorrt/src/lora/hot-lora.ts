@@ -10,7 +10,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostTensor, InvalidArgumentError, type LoadedModel, type ModelSource, type Runtime, type SessionSet, valueAt } from '@streamdiffusion/core';
 import { z } from 'zod';
-import { decodeModel, encodeModel, layerWeights, ONNX_TYPES, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
+import { decodeModel, encodeModel, layerWeights, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
 import { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer } from './lora-keys.js';
 import { initializerBytes, initializerValues, lowRankFactors, mergeGraph, mergeInto, type ScaledLayer } from './lora-merge.js';
 import { LoraFileError, readSafetensors, type Safetensors } from './safetensors.js';
@@ -131,13 +131,12 @@ export interface LoraOptions {
   readonly runtime?: Runtime;
 }
 
-type MergeSessions = SessionSet<'float32' | 'float16'>;
 
 /** The merged weight's bytes in its element type: `w + Σ factor·up·down`, on the runtime's device when there are sessions. */
-async function mergedBytes(values: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[], sessions: MergeSessions | undefined): Promise<Uint8Array> {
-  if (sessions === undefined) return initializerBytes(mergeInto(values, weight, changes), weight.dataType);
+async function mergedBytes(values: Float32Array, weight: LayerWeight, changes: readonly ScaledLayer[], session: Promise<SessionSet<'merge'>> | undefined): Promise<Uint8Array> {
+  if (session === undefined) return initializerBytes(mergeInto(values, weight, changes), weight.dataType);
   const { a, b, rows, cols, rank } = lowRankFactors(values, weight, changes);
-  const { y } = await sessions.run(weight.dataType === ONNX_TYPES.float16 ? 'float16' : 'float32', { w: hostTensor(values, [rows, cols]), a: hostTensor(a, [rows, rank]), b: hostTensor(b, [rank, cols]) }, { read: ['y'], readAsFloat32: false });
+  const { y } = await (await session).run('merge', { w: hostTensor(values, [rows, cols]), a: hostTensor(a, [rows, rank]), b: hostTensor(b, [rank, cols]) }, { read: ['y'], readAsFloat32: false });
   const data = await y!.data();
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
@@ -190,9 +189,17 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
     let mergeMs = 0;
     let encodeMs = 0;
     const sources: Partial<Record<LoraComponent, ModelSource>> = {};
-    // The merge graphs (tiny, made per merge) on the runtime's device; released when the merge ends.
-    const graph = (type: number, name: string): ModelSource => ({ path: join('/@streamdiffusion/tensorrt', `lora-merge-${name}.onnx`), bytes: mergeGraph(type) });
-    const sessions: MergeSessions | undefined = options.runtime === undefined ? undefined : await options.runtime.loadSessions({ float32: graph(ONNX_TYPES.float, 'float32'), float16: graph(ONNX_TYPES.float16, 'float16') });
+    // The merge graph of each weight type on the runtime's device: made when a layer first needs it, released when the merge ends.
+    const mergeSessions = new Map<number, Promise<SessionSet<'merge'>>>();
+    const sessionFor = (dataType: number): Promise<SessionSet<'merge'>> | undefined => {
+      if (options.runtime === undefined) return undefined;
+      let session = mergeSessions.get(dataType);
+      if (session === undefined) {
+        session = options.runtime.loadSessions({ merge: { path: join('/@streamdiffusion/tensorrt', `lora-merge-${dataType}.onnx`), bytes: mergeGraph(dataType) } });
+        mergeSessions.set(dataType, session);
+      }
+      return session;
+    };
     try {
       for (const component of components) {
         const network = networks[component]!;
@@ -218,7 +225,7 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
             original = { fields: { rawData: tensor.rawData, floatData: tensor.floatData, externalData: tensor.externalData, dataLocation: tensor.dataLocation }, values: await initializerValues(tensor, network.path) };
             network.originals.set(weight.initializer, original);
           }
-          const merged = await mergedBytes(original.values, weight, layerChanges, sessions);
+          const merged = await mergedBytes(original.values, weight, layerChanges, sessionFor(weight.dataType));
           const inline = original.fields.rawData;
           if (tensor.dataLocation !== 1 && inline !== undefined && inline.buffer === network.file.buffer && inline.byteLength === merged.byteLength) {
             patches.push({ offset: inline.byteOffset - network.file.byteOffset, bytes: merged });
@@ -241,7 +248,7 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
         network.applied = signature;
       }
     } finally {
-      await sessions?.dispose();
+      for (const session of mergeSessions.values()) await (await session.catch(() => undefined))?.dispose();
     }
     const count = (layers: readonly LoraLayer[], component: LoraComponent): number => layers.filter((layer) => layer.component === component).length;
     return {
