@@ -20,8 +20,9 @@ export async function lorasFromConfig(loaded: LoadedConfig, options: { readonly 
   const listed = lorasSchema.parse(loaded.config.loras ?? []);
   const dictionary = Object.entries((loaded.config.lora_dict ?? {}) as Record<string, number>);
   const where = options.modelsDir === undefined ? {} : { modelsDir: options.modelsDir };
-  return [
-    ...(await Promise.all(listed.map(async (entry, index) => ({ path: await resolveConfigModelPath(loaded, entry.path, { keyPath: ['loras', index, 'path'], file: true, ...where }), scale: entry.scale })))),
-    ...(await Promise.all(dictionary.map(async ([path, scale]) => ({ path: await resolveConfigModelPath(loaded, path, { keyPath: ['lora_dict', path], file: true, ...where }), scale })))),
+  const entries = [
+    ...listed.map((entry, index) => ({ path: entry.path, scale: entry.scale, keyPath: ['loras', index, 'path'] })),
+    ...dictionary.map(([path, scale]) => ({ path, scale, keyPath: ['lora_dict', path] })),
   ];
+  return await Promise.all(entries.map(async ({ path, scale, keyPath }) => ({ path: await resolveConfigModelPath(loaded, path, { keyPath, file: true, ...where }), scale })));
 }

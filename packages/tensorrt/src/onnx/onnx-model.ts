@@ -86,9 +86,9 @@ export async function readModel(path: string): Promise<OnnxModelProto> {
 export const toNumber = (value: number | protobuf.Long | undefined): number => {
   if (value === undefined) return 0;
   if (typeof value === 'number') return value;
-  const long = value as { low: number; high: number; unsigned?: boolean; toNumber?: () => number };
+  const long = value as { low: number; high: number; toNumber?: () => number };
   if (typeof long.toNumber === 'function') return long.toNumber();
-  return long.high * 2 ** 32 + (long.unsigned === true ? long.low >>> 0 : long.low >>> 0);
+  return long.high * 2 ** 32 + (long.low >>> 0);
 };
 
 /** A layer's weight as the graph holds it. */
