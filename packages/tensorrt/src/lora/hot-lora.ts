@@ -78,7 +78,8 @@ interface LoraFile {
   readonly content: Safetensors;
   readonly stamp: string;
 }
-const files = new Map<string, LoraFile>();
+/** Decoded LoRA files by path: those of the last merged set (and any hashed since). */
+const loraFiles = new Map<string, LoraFile>();
 
 /** A LoRA file, read once while it does not change on disk. */
 async function readLoraFile(path: string): Promise<LoraFile> {
@@ -89,13 +90,13 @@ async function readLoraFile(path: string): Promise<LoraFile> {
     throw new LoraFileError({ path, problem: `cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`, cause: error });
   }
   const stamp = `${info.size}:${info.mtimeMs}`;
-  const cached = files.get(path);
+  const cached = loraFiles.get(path);
   if (cached?.stamp === stamp) return cached;
   const content = await readSafetensors(path);
   const hash = createHash('sha256');
   for (const [name, tensor] of [...content.tensors].sort(([a], [b]) => (a < b ? -1 : 1))) hash.update(name).update(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
   const file = { sha256: hash.digest('hex'), content, stamp };
-  files.set(path, file);
+  loraFiles.set(path, file);
   return file;
 }
 
@@ -176,6 +177,8 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
     const entries = parsed.data.map((entry) => ({ path: entry.path, scale: entry.scale }));
     // Read and match every file first: a bad one leaves everything as it was.
     const loaded = await Promise.all(entries.map(async (entry) => ({ entry, file: await readLoraFile(entry.path) })));
+    // Files of earlier sets are not kept decoded (a long-running process switches through many); they are read again if asked for.
+    for (const path of loraFiles.keys()) if (!entries.some((entry) => entry.path === path)) loraFiles.delete(path);
     const read = performance.now() - started;
     const layerMaps = { unet: networks.unet?.layers ?? new Map<string, never>(), text_encoder: networks.text_encoder?.layers ?? new Map<string, never>() };
     const matched = loaded.map(({ entry, file }) => {
