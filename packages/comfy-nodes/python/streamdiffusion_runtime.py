@@ -277,32 +277,39 @@ def decode_inputs(inputs: dict, encodings: dict) -> dict:
     return values
 
 
+def _resolve(path: str, folder: str | None, *candidates: str) -> str:
+    """An absolute path: `path` as given when absolute (or outside ComfyUI), else the first of the
+    names (`path` itself, then `candidates`) that exists in `folder`, else `path` in `folder`."""
+    if os.path.isabs(path) or folder is None:
+        return os.path.abspath(path)
+    joined = [os.path.join(folder, name) for name in (path, *candidates)]
+    return next((candidate for candidate in joined if os.path.exists(candidate)), joined[0])
+
+
 def resolve_model(path: str) -> str:
     """An absolute model folder: as given, or a name in ComfyUI's models/streamdiffusion folder
     (a Hugging Face id `owner/name` also as `owner--name`, the way `models pull` saves it)."""
-    models_dir = comfy_folders()[0]
-    if os.path.isabs(path) or models_dir is None:
-        return os.path.abspath(path)
-    candidates = [os.path.join(models_dir, path)]
-    if "/" in path:
-        candidates.append(os.path.join(models_dir, path.replace("/", "--")))
-    return next((candidate for candidate in candidates if os.path.exists(candidate)), candidates[0])
+    return _resolve(path, comfy_folders()[0], *([path.replace("/", "--")] if "/" in path else []))
 
 
 def resolve_input(path: str) -> str:
     """An absolute image file: as given, or a name in ComfyUI's input folder."""
-    input_dir = comfy_folders()[1]
-    if os.path.isabs(path) or input_dir is None:
-        return os.path.abspath(path)
-    return os.path.join(input_dir, path)
+    return _resolve(path, comfy_folders()[1])
 
 
 def resolve_lora(path: str) -> str:
-    """An absolute LoRA file: as given, or a name in ComfyUI's models/loras folder."""
+    """An absolute LoRA file: as given, or a name ComfyUI finds among its LoRA folders (models/loras,
+    and those extra_model_paths.yaml adds), else a name in models/loras."""
     models_dir = comfy_folders()[0]
     if os.path.isabs(path) or models_dir is None:
         return os.path.abspath(path)
-    return os.path.join(os.path.dirname(models_dir), "loras", path)
+    try:
+        import folder_paths  # ComfyUI's own module
+
+        found = folder_paths.get_full_path("loras", path)
+    except ImportError:
+        found = None
+    return found or os.path.join(os.path.dirname(models_dir), "loras", path)
 
 
 # The wrapper fields that name model folders or files; resolved like the load node's model.
