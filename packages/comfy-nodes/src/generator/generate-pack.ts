@@ -87,15 +87,16 @@ export async function generatePack(dir: string, options: GenerateOptions = {}): 
     publisherId: 'streamdiffusion-ts',
   };
   await mkdir(dir, { recursive: true });
+  const objectInfo = Object.fromEntries(catalogue.map((node) => [node.id, expectedObjectInfo(node, PACK_NAME)]));
   const written: Record<string, string> = {
     '__init__.py': renderInitPy(hash),
     'nodes.py': renderNodesPy(catalogue, hash),
     'pyproject.toml': renderPyproject(metadata, hash),
-    'object_info.json': `${JSON.stringify(Object.fromEntries(catalogue.map((node) => [node.id, expectedObjectInfo(node, PACK_NAME)])), null, 2)}\n`,
+    'object_info.json': `${JSON.stringify(objectInfo, null, 2)}\n`,
     'streamdiffusion_runtime.py': await readFile(join(root, 'python', 'streamdiffusion_runtime.py'), 'utf8'),
   };
   // The example workflows, in the editor's format, as the pack's templates (ComfyUI lists example_workflows/).
-  const infos: Record<string, NodeInfo> = { ...COMFY_CORE_NODES, ...Object.fromEntries(catalogue.map((node) => [node.id, expectedObjectInfo(node, PACK_NAME)])) };
+  const infos: Record<string, NodeInfo> = { ...COMFY_CORE_NODES, ...objectInfo };
   for (const file of (await readdir(join(root, 'workflows'))).filter((name) => name.endsWith('.api.json')).sort()) {
     const api = apiWorkflowSchema.parse(JSON.parse(await readFile(join(root, 'workflows', file), 'utf8')));
     written[`example_workflows/${file.replace(/\.api\.json$/, '.json')}`] = `${JSON.stringify(toUiWorkflow(api, infos), null, 2)}\n`;
