@@ -5,14 +5,18 @@
  *   pnpm --filter @streamdiffusion/tensorrt bench:lora -- --model fixtures/models/tiny-sd-turbo \
  *     --lora fixtures/loras/kohya.safetensors --device cpu --size 64
  */
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createRuntime, createStreamDiffusion, loadModel, type RgbImage } from '@streamdiffusion/core';
+import { createRuntime, createStreamDiffusion, loadModel, measureStream, movingPattern } from '@streamdiffusion/core';
 import { createHotLora, type LoraEntry } from '../src/index.js';
 
+const fixture = (path: string): string => fileURLToPath(new URL(`../../../fixtures/${path}`, import.meta.url));
 const { values } = parseArgs({
+  // pnpm passes the `--` of `bench:lora -- --model …` through.
+  args: process.argv.slice(2).filter((arg) => arg !== '--'),
   options: {
-    model: { type: 'string', default: 'fixtures/models/tiny-sd-turbo' },
-    lora: { type: 'string', default: 'fixtures/loras/kohya.safetensors' },
+    model: { type: 'string', default: fixture('models/tiny-sd-turbo') },
+    lora: { type: 'string', default: fixture('loras/kohya.safetensors') },
     device: { type: 'string', default: 'cpu' },
     size: { type: 'string', default: '64' },
     frames: { type: 'string', default: '5' },
@@ -25,22 +29,15 @@ const loadStarted = performance.now();
 const model = await loadModel({ runtime, folder: values.model });
 const loadMs = performance.now() - loadStarted;
 const stream = await createStreamDiffusion({ model, width: size, height: size, tIndexList: [32, 45], cfgType: 'none', prompt: 'a lighthouse in a storm' });
-const frame: RgbImage = { data: new Uint8Array(size * size * 3).map((_, index) => (index * 7) % 256), width: size, height: size, channels: 3 };
-const frameMs = async (): Promise<number[]> => {
-  const times: number[] = [];
-  for (let index = 0; index < frames; index += 1) {
-    const started = performance.now();
-    await stream.img2img(frame);
-    times.push(performance.now() - started);
-  }
-  return times;
+/** The first frame (right after a change) and the median of the next `frames`, through core's measureStream. */
+const framesAfter = async (): Promise<{ first: number; median: number }> => {
+  const measured = await measureStream({ runtime, call: async (index) => await stream.img2img(movingPattern(index, size, size)), frames, warmup: 1 });
+  return { first: measured.firstCallMs, median: measured.latencyMs.p50 };
 };
 const round = (ms: number): number => Math.round(ms * 10) / 10;
-const median = (times: number[]): number => [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
 
 console.log(`device ${runtime.device.device} (${runtime.device.reason}); model ${values.model} loaded in ${round(loadMs)} ms; ${size}×${size}`);
-await frameMs(); // warm-up
-console.log(`frames before: median ${round(median(await frameMs()))} ms`);
+console.log(`frames before: median ${round((await framesAfter()).median)} ms`);
 const t0 = performance.now();
 const lora = await createHotLora(model, { log: (line) => console.error(`[${((performance.now() - t0) / 1000).toFixed(1)} s] ${line}`) });
 console.log(`hot LoRA ready (both networks read and indexed) in ${round(performance.now() - t0)} ms`);
@@ -52,10 +49,10 @@ const steps: [string, LoraEntry[]][] = [
 ];
 for (const [name, set] of steps) {
   const report = await lora.apply(set);
-  const after = await frameMs();
+  const after = await framesAfter();
   const layers = report.layers.map((entry) => `${entry.unet} UNet + ${entry.text_encoder} text-encoder layers`).join(', ') || 'none';
   console.log(
-    `${name.padEnd(16)} total ${String(round(report.timings.total)).padStart(8)} ms (read ${round(report.timings.read)}, merge ${round(report.timings.merge)}, encode ${round(report.timings.encode)}, reload ${round(report.timings.reload)}); reloaded [${report.reloaded.join(', ')}]; ${layers}; next frame ${round(after[0]!)} ms, then median ${round(median(after.slice(1)))} ms`,
+    `${name.padEnd(16)} total ${String(round(report.timings.total)).padStart(8)} ms (read ${round(report.timings.read)}, merge ${round(report.timings.merge)}, encode ${round(report.timings.encode)}, reload ${round(report.timings.reload)}); reloaded [${report.reloaded.join(', ')}]; ${layers}; next frame ${round(after.first)} ms, then median ${round(after.median)} ms`,
   );
 }
 await stream.dispose();
