@@ -45,6 +45,29 @@ describe('frame stream', () => {
     await stream.dispose();
   });
 
+  it('holds processing back while results wait untaken, so no queue grows when the consumer falls behind', async () => {
+    const { calls, process } = controlledProcessor();
+    const stream = createFrameStream({ process });
+    const results = stream.results();
+    // Nobody reads for a while: a live source keeps pushing, the processor finishes what it starts.
+    for (let frame = 0; frame < 50; frame += 1) {
+      stream.push(frame);
+      await tick();
+      calls.at(-1)!.finish(frame * 10);
+      await tick();
+    }
+    // One result waiting plus one processed behind it, then nothing starts: 2 calls, not 50.
+    expect(calls.map((call) => call.frame)).toEqual([0, 1]);
+    expect(stream.stats).toMatchObject({ pushed: 50, processed: 2, dropped: 47 });
+    // Taking a result makes room: the newest waiting frame (49) starts, the older ones were dropped.
+    expect((await take(results, 1)).map((result) => result.index)).toEqual([0]);
+    await tick();
+    expect(calls.map((call) => call.frame)).toEqual([0, 1, 49]);
+    calls[2]!.finish(490);
+    expect((await take(results, 2)).map((result) => result.index)).toEqual([1, 49]);
+    await stream.dispose();
+  });
+
   it('reports a failing frame as a result and goes on with the next', async () => {
     const stream = createFrameStream({
       process: async (frame: number) => {

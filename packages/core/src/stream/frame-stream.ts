@@ -32,12 +32,17 @@ export interface FrameStreamStats {
  * processed at a time (two with `overlap`) and at most one waits. Pushing while one waits replaces
  * the waiting frame (the older one is dropped and counted), so a slow processor makes the stream
  * skip frames instead of growing a queue and falling behind. Results come out in order through
- * `results()`.
+ * `results()`; a consumer that falls behind holds processing back the same way (no new frame starts
+ * while more than one result per processing slot waits to be taken), so neither side's queue grows.
  */
 export interface FrameStream<Input, Output> {
   /** Offers a frame. Never blocks, never queues more than one. Throws after `dispose()`. */
   push(frame: Input): void;
-  /** Processed frames (and per-frame errors) in order; ends after `dispose()`. One consumer. */
+  /**
+   * Processed frames (and per-frame errors) in order; ends after `dispose()`. One consumer. Untaken
+   * results are bounded: at most `1 + slots` wait (slots = 1, or 2 with `overlap`); until the
+   * consumer takes one, no new frame starts and pushed frames keep replacing the waiting one.
+   */
   results(): AsyncIterableIterator<FrameResult<Output>>;
   readonly stats: FrameStreamStats;
   /** Stops taking frames, drops the waiting one, lets the running one finish, ends `results()`. */
@@ -80,9 +85,13 @@ export function createFrameStream<Input, Output>(options: {
     wake?.();
   };
 
-  /** Starts the waiting frame while there is room in flight. */
+  /**
+   * Starts the waiting frame while there is room in flight and the consumer keeps up: results not
+   * yet taken count against the room, so a consumer that stops reading stops the processing too
+   * (at most `limit + 1` results wait) instead of growing `ready` without bound.
+   */
   const pump = (): void => {
-    while (waiting !== undefined && inFlight < limit) {
+    while (waiting !== undefined && inFlight < limit && ready.length + inFlight <= limit) {
       const job = waiting;
       waiting = undefined;
       inFlight += 1;
@@ -118,6 +127,7 @@ export function createFrameStream<Input, Output>(options: {
       for (;;) {
         const next = ready.shift();
         if (next !== undefined) {
+          pump(); // a result taken makes room for the waiting frame
           yield next;
           continue;
         }
