@@ -1,10 +1,11 @@
 /**
- * Runs our pipeline on the cases of fixtures/goldens/stream-diffusion.json (recorded from the
+ * Runs our pipeline on the cases of fixtures/goldens/stream-diffusion.json.gz (recorded from the
  * Python original by tools/export `stream-goldens`) and measures the difference per case. Used by
  * the conformance test and by `scripts/compare-stream-goldens.ts`.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import type { LoadedModel } from '../src/model-folder/load-model.js';
 import type { CfgType } from '../src/pipeline/stream-batch.js';
 import { createStreamDiffusion } from '../src/pipeline/stream-diffusion.js';
@@ -14,6 +15,9 @@ type EncodedTensor = { dtype: string; dims: number[]; data: string };
 
 /** The goldens file. */
 export interface StreamGoldens {
+  /** How the file was made, and from which commit of the original. */
+  readonly command: string;
+  readonly streamdiffusion_commit: string;
   readonly prompt: string;
   readonly negative_prompt: string;
   readonly width: number;
@@ -52,7 +56,7 @@ export interface StreamComparison {
 }
 
 export async function readStreamGoldens(): Promise<StreamGoldens> {
-  return JSON.parse(await readFile(join(FIXTURES, 'goldens', 'stream-diffusion.json'), 'utf8')) as StreamGoldens;
+  return JSON.parse(gunzipSync(await readFile(join(FIXTURES, 'goldens', 'stream-diffusion.json.gz'))).toString('utf8')) as StreamGoldens;
 }
 
 /** Frames k … k+count−1, channel-major, ((7i + 31k) mod 256) / 127.5 − 1 in float32 steps (as numpy). */

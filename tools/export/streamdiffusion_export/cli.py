@@ -400,7 +400,9 @@ def _command_randn_goldens(args: argparse.Namespace) -> int:
 def _command_stream_goldens(args: argparse.Namespace) -> int:
     from .stream_goldens import record
 
-    record(Path(args.checkpoint), Path(args.streamdiffusion_src), Path(args.fixture_goldens), Path(args.out))
+    record(
+        Path(args.checkpoint), Path(args.streamdiffusion_src), Path(args.fixture_goldens), Path(args.out), args.streamdiffusion_commit
+    )
     return 0
 
 
@@ -611,7 +613,10 @@ def build_parser() -> argparse.ArgumentParser:
     stream_goldens.add_argument(
         "--fixture-goldens", default="fixtures/goldens/tiny-sd-turbo.json", help="goldens proving the checkpoint's weights"
     )
-    stream_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    stream_goldens.add_argument(
+        "--streamdiffusion-commit", help="commit of the original's source, recorded in the goldens (found by git when it is a checkout)"
+    )
+    stream_goldens.add_argument("--out", required=True, help="golden JSON file to write (.json.gz: gzip-compressed)")
     stream_goldens.set_defaults(run=_command_stream_goldens)
 
     time_original = commands.add_parser(

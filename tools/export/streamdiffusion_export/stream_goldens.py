@@ -29,15 +29,17 @@ import numpy as np
 import torch
 
 from . import TOOL_NAME, __version__
-from .tensor_json import decode_tensor, dumps_json, encode_tensor
+from .tensor_json import decode_tensor, dumps_json, encode_tensor, write_text_maybe_gzip
 
 WIDTH = HEIGHT = 64
 FRAMES = 8
 SEED = 2
 PROMPT = "a watercolor painting of a lighthouse at dawn"
 NEGATIVE_PROMPT = "blurry, low quality"
+GUIDANCE_SCALE = 1.5
 
-#: name → StreamDiffusion settings. Guidance 1.5 makes every cfg type active (the original sets 1.0 for "none").
+#: name → StreamDiffusion settings. Guidance 1.5 (unless a case says otherwise) makes every cfg type
+#: active (the original sets 1.0 for "none").
 CASES: dict[str, dict[str, Any]] = {
     "n1-self": {"t_index_list": [32], "cfg_type": "self"},
     "n2-self": {"t_index_list": [32, 45], "cfg_type": "self"},
@@ -55,6 +57,12 @@ CASES: dict[str, dict[str, Any]] = {
     "sequential-n3-initialize": {"t_index_list": [10, 30, 45], "cfg_type": "initialize", "use_denoising_batch": False},
     "sequential-n2-none-no-noise": {"t_index_list": [20, 40], "cfg_type": "none", "use_denoising_batch": False, "do_add_noise": False},
     "n4-f2-initialize": {"t_index_list": [0, 16, 32, 45], "cfg_type": "initialize", "frame_buffer_size": 2},
+    "n2-f2-full": {"t_index_list": [32, 45], "cfg_type": "full", "frame_buffer_size": 2},
+    "n2-initialize-delta": {"t_index_list": [32, 45], "cfg_type": "initialize", "delta": 0.7},
+    # guidance_scale ≤ 1 turns guidance off for every cfg type: no negative batch, no stock-noise
+    # guidance (the stock noise is still carried for self/initialize).
+    "n2-full-guidance-1": {"t_index_list": [32, 45], "cfg_type": "full", "guidance_scale": 1.0},
+    "n2-self-guidance-1": {"t_index_list": [32, 45], "cfg_type": "self", "guidance_scale": 1.0},
 }
 
 
@@ -69,6 +77,32 @@ TXT2IMG_CASES: dict[str, dict[str, Any]] = {
 
 #: The one case whose last decoded image is stored too (images are 48 KB each; latents 1 KB).
 IMAGE_CASE = "n2-self"
+
+
+#: How the committed goldens are made (fixtures/README.md; the checkpoint is random-init's
+#: ``--save-checkpoint`` of the tiny-sd-turbo fixture).
+RECORD_COMMAND = (
+    "python3 -m streamdiffusion_export stream-goldens <tiny-sd-turbo checkpoint> "
+    "--streamdiffusion-src .vendor/StreamDiffusion/src --out fixtures/goldens/stream-diffusion.json.gz"
+)
+
+
+def _source_commit(source: Path) -> str:
+    """The commit of the original's source: the git checkout holding ``source`` when it is one of
+    StreamDiffusion (its ``src/streamdiffusion`` beside ``.git``), else "unknown" (e.g. a copy)."""
+    import subprocess
+
+    try:
+        top = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        if not (Path(top) / "src" / "streamdiffusion" / "pipeline.py").is_file():
+            return "unknown"  # a copy inside some other repository (ours: .vendor/ is ignored)
+        return subprocess.run(
+            ["git", "-C", top, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def frame_batch(first_frame: int, count: int) -> torch.Tensor:
@@ -163,11 +197,22 @@ def keep_init_noise(stream: Any) -> None:
     stream.predict_x0_batch = predict_x0_batch
 
 
+def unguided(stream: Any, guidance_scale: float) -> None:
+    """Works around the original's crash with guidance_scale ≤ 1 and cfg_type full or initialize:
+    ``prepare`` asks diffusers for no negative embeddings (guidance off) and then concatenates them
+    anyway (``None.repeat``). Prepared at GUIDANCE_SCALE instead, this drops the negative
+    embeddings again and sets the guidance the case asks for: what ``prepare`` means to do."""
+    stream.guidance_scale = guidance_scale
+    stream.prompt_embeds = stream.prompt_embeds[-stream.batch_size :]
+
+
 def check_weights(pipe: Any, fixture_goldens: Path) -> float:
     """Max |UNet(checkpoint) − UNet golden| on the fixture's golden inputs: proves the same weights."""
+    import gzip
     import json
 
-    golden = json.loads(fixture_goldens.read_text())["models"]["unet"]
+    data = fixture_goldens.read_bytes()
+    golden = json.loads(gzip.decompress(data) if fixture_goldens.suffix == ".gz" else data)["models"]["unet"]
     inputs = {name: torch.from_numpy(decode_tensor(value).astype(np.float32)) for name, value in golden["inputs"].items()}
     expected = decode_tensor(golden["outputs"]["out_sample"])
     with torch.no_grad():
@@ -190,8 +235,10 @@ def load_original(checkpoint: Path, streamdiffusion_src: Path, dtype: torch.dtyp
     return StreamDiffusion, pipe
 
 
-def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, out: Path) -> None:
-    """Runs every case and writes the goldens file."""
+def record(
+    checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, out: Path, source_commit: str | None = None
+) -> None:
+    """Runs every case and writes the goldens file (gzip-compressed when ``out`` ends in ``.gz``)."""
     StreamDiffusion, pipe = load_original(checkpoint, streamdiffusion_src, torch.float32, "cpu")
     weight_diff = check_weights(pipe, fixture_goldens)
     print(f"checkpoint vs fixture UNet golden: max abs diff {weight_diff:.3g}")
@@ -212,15 +259,19 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
             frame_buffer_size=f,
             cfg_type=settings["cfg_type"],
         )
+        guidance_scale = settings.get("guidance_scale", GUIDANCE_SCALE)
+        crashes = guidance_scale <= 1 and settings["cfg_type"] in ("full", "initialize")
         stream.prepare(
             PROMPT,
             negative_prompt=NEGATIVE_PROMPT,
             num_inference_steps=50,
-            guidance_scale=1.5,
+            guidance_scale=GUIDANCE_SCALE if crashes else guidance_scale,
             delta=settings.get("delta", 1.0),
             generator=torch.Generator(),
             seed=SEED,
         )
+        if crashes:
+            unguided(stream, guidance_scale)
         if fixed:
             fix_frame_buffer(stream)
         sequential = not settings.get("use_denoising_batch", True)
@@ -256,13 +307,16 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
         fixed = f > 1
         latents = run(settings, fixed)
         sequential = not settings.get("use_denoising_batch", True)
+        crashes = settings.get("guidance_scale", GUIDANCE_SCALE) <= 1 and settings["cfg_type"] in ("full", "initialize")
         image = last_images[0]
         cases[name] = {
-            "settings": {**settings, "frame_buffer_size": f, "guidance_scale": 1.5, "seed": SEED},
+            "settings": {"guidance_scale": GUIDANCE_SCALE, **settings, "frame_buffer_size": f, "seed": SEED},
             "reference": "original with its frame_buffer_size bugs fixed (fix_frame_buffer)"
             if fixed
             else "original, keeping its seeded init_noise (keep_init_noise)"
             if sequential
+            else "original, past its guidance ≤ 1 crash (unguided)"
+            if crashes
             else "original",
             "latents": encode_tensor(latents),
         }
@@ -270,11 +324,13 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
             cases[name]["last_image"] = encode_tensor(image.astype(np.float32))
         print(f"{name}: {FRAMES} calls, x0 |max| {float(np.abs(latents).max()):.3f}{' (bugs fixed)' if fixed else ''}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
+    written = write_text_maybe_gzip(
+        out,
         dumps_json(
             {
                 "tool": f"{TOOL_NAME} {__version__}",
+                "command": RECORD_COMMAND,
+                "streamdiffusion_commit": source_commit or _source_commit(streamdiffusion_src),
                 "torch": torch.__version__,
                 "reference": "cumulo-autumn/StreamDiffusion StreamDiffusion class, float32, CPU",
                 "prompt": PROMPT,
@@ -285,6 +341,6 @@ def record(checkpoint: Path, streamdiffusion_src: Path, fixture_goldens: Path, o
                 "frame_formula": "((7*i + 31*k) % 256) / 127.5 - 1, float32, i over 3*H*W, k = frame number",
                 "cases": cases,
             }
-        )
+        ),
     )
-    print(f"wrote {out}")
+    print(f"wrote {out} ({written} bytes)")

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { useTinyModel } from '../../test-support/tiny-model.js';
 import { compareStreamCase, readStreamGoldens } from '../../test-support/stream-goldens.js';
 
-// Conformance with the Python original: fixtures/goldens/stream-diffusion.json holds what
+// Conformance with the Python original: fixtures/goldens/stream-diffusion.json.gz holds what
 // cumulo-autumn/StreamDiffusion's own StreamDiffusion class computed (float32, CPU) on the same tiny
 // weights and frames; for frame_buffer_size 2, the original with its f > 1 bugs fixed (see
 // tools/export/streamdiffusion_export/stream_goldens.py).
