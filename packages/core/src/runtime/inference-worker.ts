@@ -33,6 +33,11 @@ let settings: SessionSettings = {};
 const sets = new Map<number, Map<string, LoadedSession>>();
 const tensors = new Map<number, { tensor: ort.Tensor; setId: number }>();
 let nextHandle = 1;
+/**
+ * Model sessions onnxruntime holds (RuntimeStats.sessions): counted when created, uncounted only
+ * once their `release()` has resolved, so a session dropped without being released stays counted.
+ */
+let openSessions = 0;
 /** Runs per model name and the time they took inside this worker (see RuntimeStats.runs). */
 const runs = new Map<string, { count: number; ms: number }>();
 /** Counts one run of `name` that started at `started`. */
@@ -112,7 +117,13 @@ async function createSession(name: string, source: ModelSource): Promise<LoadedS
   } catch (error) {
     throw describeLoadFailure(source.path, error);
   }
+  openSessions += 1;
   return { session, signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) } };
+}
+
+async function releaseSession({ session }: LoadedSession): Promise<void> {
+  await session.release();
+  openSessions -= 1;
 }
 
 const describeSignature = (signature: ModelSignature): string =>
@@ -253,7 +264,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
       for (const model of request.models) loaded.set(model.name, await createSession(model.name, model));
     } catch (error) {
       // Load all or nothing: a half-loaded set would hold sessions nobody can release.
-      await Promise.all([...loaded.values()].map(({ session }) => session.release()));
+      await Promise.all([...loaded.values()].map(releaseSession));
       throw error;
     }
     sets.set(request.setId, loaded);
@@ -391,7 +402,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     if (old === undefined) throw new DisposedError(`model "${request.name}"`);
     const next = await createSession(request.name, request);
     if (JSON.stringify(next.signature) !== JSON.stringify(old.signature)) {
-      await next.session.release();
+      await releaseSession(next);
       throw new InvalidArgumentError({
         field: request.name,
         value: request.path,
@@ -400,7 +411,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     }
     // Requests run one at a time here, so no run is using the old session now.
     set.set(request.name, next);
-    await old.session.release();
+    await releaseSession(old);
     return next.signature;
   },
   async unload(request) {
@@ -408,15 +419,13 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     if (set === undefined) return null;
     sets.delete(request.setId);
     for (const [handle, held] of tensors) if (held.setId === request.setId) releaseTensor(handle);
-    await Promise.all([...set.values()].map(({ session }) => session.release()));
+    await Promise.all([...set.values()].map(releaseSession));
     return null;
   },
   async stats() {
-    let sessions = 0;
-    for (const set of sets.values()) sessions += set.size;
     let gpuTensors = 0;
     for (const { tensor } of tensors.values()) if (tensor.location !== 'cpu') gpuTensors += 1;
-    return { sessions, tensors: tensors.size, gpuTensors, runs: Object.fromEntries(runs) };
+    return { sessions: openSessions, tensors: tensors.size, gpuTensors, runs: Object.fromEntries(runs) };
   },
 };
 

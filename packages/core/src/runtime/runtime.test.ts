@@ -145,8 +145,10 @@ describe('runtime on the CPU', () => {
     expect(error).toMatchObject({ name: 'ModelFolderError', path: '/nonexistent/model.onnx' });
   });
 
-  it('releases every session and tensor on dispose', async () => {
+  it('releases every session and tensor on dispose, and the sessions of a load that failed part way', async () => {
     const before = await runtime.stats();
+    // stats().sessions counts sessions until onnxruntime's release() resolves, not the worker's maps.
+    expect(before.sessions).toBe(0);
     const set = await runtime.loadSessions({ relu: fixture('relu'), add: fixture('add-fp16') });
     await set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) });
     await set.run('relu', { x: hostTensor(new Float32Array(8), [2, 4]) });
@@ -158,6 +160,9 @@ describe('runtime on the CPU', () => {
     await set.dispose();
     expect(await runtime.stats()).toEqual({ ...before, runs: during.runs });
     await expect(set.run('relu', { x: hostTensor(new Float32Array(4), [1, 4]) })).rejects.toBeInstanceOf(DisposedError);
+    // All or nothing: relu loaded before the missing model failed, and is released again.
+    await expect(runtime.loadSessions({ relu: fixture('relu'), missing: '/nonexistent/model.onnx' })).rejects.toMatchObject({ name: 'ModelFolderError' });
+    expect((await runtime.stats()).sessions).toBe(0);
   });
 
   it('combines tensors as Σ weight·tensor where they live, host and resident alike, in float32 and float16', async () => {

@@ -93,6 +93,10 @@ export interface WorkerResults {
 
 /** What a runtime's worker holds right now. */
 export interface RuntimeStats {
+  /**
+   * Model sessions onnxruntime holds: counted when loaded, uncounted only once onnxruntime has
+   * released them (the runtime's own small helper sessions are not counted).
+   */
   readonly sessions: number;
   /** Model outputs held for later runs or reads. */
   readonly tensors: number;
