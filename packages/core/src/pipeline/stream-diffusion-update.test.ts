@@ -94,6 +94,16 @@ describe('live parameter updates', () => {
     await stream.update({ prompt: 'a' });
     await stream.update({ prompt: 'b', guidance_scale: 1.1 });
     expect(encodes).toBe(2);
+
+    // The cache keeps the 32 most recently used prompts, not every prompt a session ever saw.
+    for (let index = 0; index < 40; index += 1) await stream.update({ prompt: `prompt ${index}` });
+    expect(encodes).toBe(42);
+    await stream.update({ prompt: 'prompt 8' }); // among the last 32: cached
+    expect(encodes).toBe(42);
+    await stream.update({ prompt: 'a' }); // evicted long ago: encoded again
+    expect(encodes).toBe(43);
+    await stream.update({ prompt: 'prompt 8' }); // used again above, so 'a' evicted 'prompt 9', the least recently used, not it
+    expect(encodes).toBe(43);
   });
 
   it('blends prompts and seeds: one weighted item equals the plain setting, two change the stream', async () => {

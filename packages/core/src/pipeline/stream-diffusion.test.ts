@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { useTinyModel } from '../../test-support/tiny-model.js';
 import { InvalidArgumentError } from '../errors/errors.js';
 import { imageToTensor, tensorToImage } from '../image/image.js';
+import { goldenFrames } from '../../test-support/stream-goldens.js';
 import { createFrameStream } from '../stream/frame-stream.js';
 import { createStreamDiffusion } from './stream-diffusion.js';
 
@@ -29,6 +30,32 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
       expect(Array.from(a.images[0]!.data)).toEqual(Array.from(b.images[0]!.data));
     }
     expect(warmth).toEqual([false, false, true, true]);
+  });
+
+  it('warm-up with frame_buffer_size 2: the first n − 1 calls ((n − 1)·f frames) are not warm, and each call returns the frames given n − 1 calls before', async () => {
+    // n = 2, f = 2, no guidance: a call's output depends only on the frames that entered one call
+    // earlier. Two streams see the same frames except at call 1.
+    const options = { model: tiny.model, prompt: 'a lighthouse', cfgType: 'none' as const, tIndexList: [10, 30], width: 64, height: 64, frameBufferSize: 2 };
+    const a = await createStreamDiffusion(options);
+    const b = await createStreamDiffusion(options);
+    const pair = (first: number) => [frame(first), frame(first + 1)];
+    const calls = [
+      [pair(0), pair(0)],
+      [pair(2), pair(10)],
+      [pair(4), pair(4)],
+    ];
+    const warmth: boolean[] = [];
+    const same: boolean[] = [];
+    const pixels = (images: readonly { data: Uint8Array }[]) => images.flatMap((image) => Array.from(image.data));
+    for (const [forA, forB] of calls) {
+      const [one, two] = [await a.img2img(forA!), await b.img2img(forB!)];
+      expect(one.images).toHaveLength(2);
+      warmth.push(one.warm);
+      same.push(JSON.stringify(pixels(one.images)) === JSON.stringify(pixels(two.images)));
+    }
+    expect(warmth).toEqual([false, true, true]);
+    // Call 1 returns call 0's frames (the same for both); call 2 returns call 1's, which differed.
+    expect(same).toEqual([true, true, false]);
   });
 
   it('gives images equal to its decoded tensors through tensorToImage (pixels converted by the decoder’s device), for f = 2 and after a skip', async () => {
@@ -110,6 +137,36 @@ describe('StreamDiffusion on the tiny model (CPU)', () => {
     expect(differs(await run('full', 'blurry'), await run('full', 'a red boat'))).toBe(true);
     expect(differs(await run('initialize', 'blurry'), await run('initialize', 'a red boat'))).toBe(true);
     expect(differs(await run('self', 'blurry'), await run('self', 'a red boat'))).toBe(false);
+  });
+
+  it('keeps the negative prompt with prompt blending on, and takes a new one through update', async () => {
+    // A popular fork drops the negative prompt when prompt blending is on (DESIGN §4); here it stays.
+    const pixels = (index: number) => goldenFrames(index, 1, 3 * 64 * 64);
+    const differs = (a: Float32Array, b: Float32Array) => a.some((value, index) => value !== b[index]);
+    const promptBlending: [string, number][] = [
+      ['a lighthouse', 1],
+      ['a red boat', 1],
+    ];
+    const blended = async (cfgType: 'full' | 'initialize', negativePrompt: string) => {
+      const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'ignored', promptBlending, negativePrompt, cfgType, guidanceScale: 2, tIndexList: [10, 30], width: 64, height: 64 });
+      await stream.img2img(frame(0));
+      return (await stream.img2imgTensor(pixels(1))).latents;
+    };
+    expect(differs(await blended('full', 'blurry'), await blended('full', 'a green field'))).toBe(true);
+    expect(differs(await blended('initialize', 'blurry'), await blended('initialize', 'a green field'))).toBe(true);
+
+    // Live: the same stream before and after update({ negative_prompt }) against one left alone.
+    // `initialize` uses the negative pass for the stock noise of the next call, so compare two calls on.
+    const updated = async (cfgType: 'full' | 'initialize', negativePrompt: string) => {
+      const stream = await createStreamDiffusion({ model: tiny.model, prompt: 'a lighthouse', promptBlending, negativePrompt: 'blurry', cfgType, guidanceScale: 2, tIndexList: [10, 30], width: 64, height: 64 });
+      await stream.img2img(frame(0));
+      await stream.update({ negative_prompt: negativePrompt });
+      expect(stream.getState().negative_prompt).toBe(negativePrompt);
+      await stream.img2img(frame(1));
+      return (await stream.img2imgTensor(pixels(2))).latents;
+    };
+    expect(differs(await updated('full', 'blurry'), await updated('full', 'a green field'))).toBe(true);
+    expect(differs(await updated('initialize', 'blurry'), await updated('initialize', 'a green field'))).toBe(true);
   });
 
   it('runs under a frame stream: a slow pipeline drops waiting frames instead of queueing them', async () => {

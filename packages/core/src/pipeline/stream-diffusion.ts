@@ -69,8 +69,9 @@ export interface StreamDiffusionOptions<Wrappers extends readonly AnyUNetWrapper
 export interface StreamDiffusionResult {
   readonly images: RgbImage[];
   /**
-   * False for the first n − 1 calls (n = t_index_list length): their outputs have not been through
-   * every step yet (the buffer started empty), exactly as in the Python original.
+   * False for the first n − 1 calls (n = t_index_list length; (n − 1)·f frames): their outputs have
+   * not been through every step yet (the buffer started empty), exactly as in the Python original.
+   * A call returns the frames it was given n − 1 calls earlier.
    */
   readonly warm: boolean;
   /** True when the similarity filter skipped this input and the previous output was returned. */
@@ -203,6 +204,8 @@ function startClock(): StageClock {
 
 /** Every parameter's default, read from the parameter schema (the one place defaults are written). */
 const DEFAULTS = z.object(streamParametersShape).parse({});
+/** Distinct prompts whose embeddings a pipeline keeps (the most recently used). */
+const PROMPT_CACHE_SIZE = 32;
 
 /** The parameters `update` changes while a stream runs: the `hot` fields of the parameter schema. */
 const hotParametersSchema = z.object(withoutDefaults(hotParametersShape)).partial();
@@ -281,11 +284,17 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   const latentShape = [f, channels, latentHeight, latentWidth];
   const reloadParameters: ReloadParameters = { width, height, frame_buffer_size: f, cfg_type: cfgType, do_add_noise: addNoise, use_denoising_batch: useDenoisingBatch };
 
-  // Prompt embeddings, computed once per distinct prompt (an update re-encodes only a new prompt).
+  // Prompt embeddings, computed once per distinct prompt (an update re-encodes only a new prompt),
+  // the PROMPT_CACHE_SIZE most recently used kept (a live session cycling through prompts would
+  // otherwise keep every one it ever saw: 315 KB each at SD-Turbo's width).
   const embeddings = new Map<string, Promise<Float32Array>>();
   const embed = (prompt: string): Promise<Float32Array> => {
     let values = embeddings.get(prompt);
-    if (values === undefined) {
+    if (values !== undefined) {
+      // Most recently used last: Map keeps insertion order.
+      embeddings.delete(prompt);
+      embeddings.set(prompt, values);
+    } else {
       values = model.prompts.encode(prompt).then(async (tensor) => {
         const read = await tensor.float32();
         await tensor.dispose();
@@ -294,6 +303,10 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       // A failed encoding is not cached: the next try encodes again.
       values.catch(() => embeddings.delete(prompt));
       embeddings.set(prompt, values);
+      for (const oldest of embeddings.keys()) {
+        if (embeddings.size <= PROMPT_CACHE_SIZE) break;
+        embeddings.delete(oldest);
+      }
     }
     return values;
   };
