@@ -63,7 +63,7 @@ describe('similarity filter', () => {
     expect(filter.decide(a).skip).toBe(false); // then one is forced
   });
 
-  it('treats two black frames as identical rather than NaN', () => {
+  it('gives two all-zero frames similarity 0, as torch.cosine_similarity does (not NaN), so they are not skipped', () => {
     const filter = createSimilarityFilter({ random: sequence(0.5) });
     filter.decide(frame(0, 0, 0));
     expect(filter.decide(frame(0, 0, 0))).toEqual({ skip: false, similarity: 0 });
