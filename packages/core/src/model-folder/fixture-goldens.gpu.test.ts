@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRuntime } from '../runtime/runtime.js';
-import { join } from 'node:path';
-import { compareFixtureGoldens, FIXTURES, GOLDEN_FIXTURES, tolerance } from '../../test-support/goldens.js';
-import { loadModel } from './load-model.js';
+import { compareFixtureGoldens, GOLDEN_FIXTURES, tolerance } from '../../test-support/goldens.js';
+import { checkResidency } from '../../test-support/residency.js';
 
 // Runs on a GPU host only: set STREAMDIFFUSION_GPU=1 (and have a Vulkan driver). Elsewhere it is
 // reported as skipped, never as passed.
@@ -12,12 +11,10 @@ describe.skipIf(!onGpu)('fixture models match their PyTorch goldens on WebGPU (s
   it('keeps outputs that feed another model in GPU memory and reads them back on request', async () => {
     const runtime = await createRuntime({ device: 'webgpu' });
     try {
-      const model = await loadModel({ runtime, folder: join(FIXTURES, 'models', 'tiny-sd-turbo') });
-      const embeddings = await model.prompts.encode('a lighthouse');
-      expect(await runtime.stats()).toMatchObject({ tensors: 1, gpuTensors: 1 });
-      expect((await embeddings.float32()).length).toBe(77 * model.capabilities.textEmbeddingWidth);
-      await model.dispose();
-      expect(await runtime.stats()).toMatchObject({ tensors: 0, gpuTensors: 0 });
+      const check = await checkResidency(runtime);
+      expect(check.held).toEqual({ tensors: 1, gpuTensors: 1 });
+      expect(check.readBack).toBe(check.expectedValues);
+      expect(check.afterDispose).toEqual({ tensors: 0, gpuTensors: 0 });
     } finally {
       await runtime.dispose();
     }
