@@ -13,6 +13,7 @@ import { machineEnvironment, resolveDevice, type Device } from './devices.js';
 import { convertTensorData, float16BitsToFloat32, float32ToFloat16Bits, type TensorData, type TensorType } from './dtypes.js';
 import { castModel, identityModel, imagePixelsModel, weightedSumsModel } from './helper-models.js';
 import { describeSignature as describeValue, type ModelSignature, type ValueSignature } from './model-signature.js';
+import { sessionOptions } from './session-options.js';
 import type { ModelSource, SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
 
 /** A 79-byte model (one Relu) used to find out whether a provider starts. */
@@ -46,24 +47,8 @@ function counted(name: string, started: number): void {
   runs.set(name, { count: total.count + 1, ms: total.ms + performance.now() - started });
 }
 
-function sessionOptions(target: Device): ort.InferenceSession.SessionOptions {
-  const providers: ort.InferenceSession.ExecutionProviderConfig[] =
-    target === 'webgpu'
-      ? [{ name: 'webgpu', preferredLayout: 'NHWC', ...settings.webgpu }]
-      : target === 'cpu'
-        ? ['cpu']
-        : [{ name: target, deviceId: 0 }];
-  return {
-    executionProviders: providers,
-    graphOptimizationLevel: 'all',
-    ...(settings.intraOpThreads === undefined ? {} : { intraOpNumThreads: settings.intraOpThreads }),
-    // Outputs stay where the provider made them; only what the caller reads comes back.
-    ...(target === 'webgpu' ? { preferredOutputLocation: 'gpu-buffer' as const } : {}),
-  };
-}
-
 async function probe(target: Device): Promise<void> {
-  const session = await ort.InferenceSession.create(PROBE_MODEL, sessionOptions(target));
+  const session = await ort.InferenceSession.create(PROBE_MODEL, sessionOptions(target, settings));
   await session.release();
 }
 
@@ -108,9 +93,9 @@ async function createSession(name: string, source: ModelSource): Promise<LoadedS
   try {
     session =
       source.bytes === undefined
-        ? await ort.InferenceSession.create(source.path, { ...sessionOptions(target), ...profiling })
+        ? await ort.InferenceSession.create(source.path, { ...sessionOptions(target, settings), ...profiling })
         : await ort.InferenceSession.create(source.bytes, {
-            ...sessionOptions(target),
+            ...sessionOptions(target, settings),
             ...profiling,
             extra: { session: { model_external_initializers_file_folder_path: dirname(source.path) } },
           });
@@ -145,7 +130,7 @@ const halfCasts = new Map<number, Promise<ort.InferenceSession>>();
 async function castToHalf(data: Float32Array, dims: readonly number[]): Promise<ort.Tensor> {
   let cast = halfCasts.get(dims.length);
   if (cast === undefined) {
-    cast = ort.InferenceSession.create(castModel('float32', 'float16', dims.length), sessionOptions(requireDevice()));
+    cast = ort.InferenceSession.create(castModel('float32', 'float16', dims.length), sessionOptions(requireDevice(), settings));
     halfCasts.set(dims.length, cast);
   }
   const { y } = await (await cast).run({ x: new ort.Tensor('float32', data, dims) });
@@ -177,7 +162,7 @@ function readerFor(type: TensorType, rank: number): Promise<ort.InferenceSession
   let reader = readers.get(key);
   if (reader === undefined) {
     // Default output location (CPU): running it is the GPU → CPU copy.
-    const options = { ...sessionOptions(requireDevice()), preferredOutputLocation: 'cpu' as const };
+    const options = { ...sessionOptions(requireDevice(), settings), preferredOutputLocation: 'cpu' as const };
     reader = ort.InferenceSession.create(identityModel(type, rank), options);
     readers.set(key, reader);
   }
@@ -215,7 +200,7 @@ async function pixelsOf(model: string, name: string, tensor: ort.Tensor): Promis
   }
   let converter = pixelConverters.get(type);
   if (converter === undefined) {
-    converter = ort.InferenceSession.create(imagePixelsModel(type), { ...sessionOptions(requireDevice()), preferredOutputLocation: 'cpu' as const });
+    converter = ort.InferenceSession.create(imagePixelsModel(type), { ...sessionOptions(requireDevice(), settings), preferredOutputLocation: 'cpu' as const });
     pixelConverters.set(type, converter);
   }
   const { pixels } = await (await converter).run({ x: tensor });
@@ -356,7 +341,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
       const key = `${elementType}/${ranks.join(',')}/${count}`;
       let session = weightedSums.get(key);
       if (session === undefined) {
-        session = ort.InferenceSession.create(weightedSumsModel(elementType, ranks, count), sessionOptions(requireDevice()));
+        session = ort.InferenceSession.create(weightedSumsModel(elementType, ranks, count), sessionOptions(requireDevice(), settings));
         session.catch(() => weightedSums.delete(key));
         weightedSums.set(key, session);
       }
