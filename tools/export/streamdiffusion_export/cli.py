@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a diffusers ControlNetModel folder and its exported ControlNet folder (named after FOLDER); "
         "give one or two, the first is scaled alone and both are summed",
     )
-    controlnet_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    controlnet_goldens.add_argument("--out", required=True, help="golden JSON file to write (.gz: gzip-compressed)")
     controlnet_goldens.set_defaults(run=_command_controlnet_goldens)
 
     lora_goldens = commands.add_parser(
@@ -526,7 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lora_goldens.add_argument("checkpoint", help="diffusers checkpoint with the tiny-sd-turbo fixture weights")
     lora_goldens.add_argument(
-        "--fixture-goldens", default="fixtures/goldens/tiny-sd-turbo.json", help="goldens proving the checkpoint's weights"
+        "--fixture-goldens",
+        default="fixtures/goldens/tiny-sd-turbo.json",
+        help="goldens proving the checkpoint's weights",
     )
     lora_goldens.add_argument("--out-dir", default="fixtures/loras", help="folder for kohya.safetensors and peft.safetensors")
     lora_goldens.add_argument("--out", default="fixtures/goldens/lora.json.gz", help="golden file to write (.gz: gzip-compressed)")
@@ -573,13 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--plain-model",
         help="model folder with the same base weights and ControlNet inputs, no adapter (checked against 'plain')",
     )
-    ip_adapter_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    ip_adapter_goldens.add_argument("--out", required=True, help="golden JSON file to write (.gz: gzip-compressed)")
     ip_adapter_goldens.set_defaults(run=_command_ip_adapter_goldens)
 
     goldens = commands.add_parser("goldens", help="PyTorch reference inputs/outputs of every ONNX model")
     goldens.add_argument("checkpoint", help="diffusers checkpoint the model folder was made from")
     goldens.add_argument("model_dir", help="model folder written by convert / random-init")
-    goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    goldens.add_argument("--out", required=True, help="golden JSON file to write (.gz: gzip-compressed)")
     goldens.add_argument("--taesd", help="AutoencoderTiny folder, when the model folder was converted with --taesd")
     goldens.set_defaults(run=_command_goldens)
 
@@ -590,19 +592,19 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer_dirs", nargs="+", metavar="TOKENIZER_DIR", help="tokenizer folder(s), optionally NAME=DIR"
     )
     tokenizer_ids.add_argument("prompts", help="prompts.json: a list of strings")
-    tokenizer_ids.add_argument("--out", required=True, help="golden JSON file to write")
+    tokenizer_ids.add_argument("--out", required=True, help="golden JSON file to write (.gz: gzip-compressed)")
     tokenizer_ids.set_defaults(run=_command_tokenizer_ids)
 
     scheduler_goldens = commands.add_parser(
         "scheduler-goldens", help="diffusers LCMScheduler betas, timesteps and boundary scalings for several configs"
     )
-    scheduler_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    scheduler_goldens.add_argument("--out", required=True, help="golden JSON file to write (.gz: gzip-compressed)")
     scheduler_goldens.set_defaults(run=_command_scheduler_goldens)
 
     randn_goldens = commands.add_parser(
         "randn-goldens", help="torch.randn on the CPU for fixed seeds and shapes (bit patterns)"
     )
-    randn_goldens.add_argument("--out", required=True, help="golden JSON file to write")
+    randn_goldens.add_argument("--out", required=True, help="golden JSON file to write (.gz: gzip-compressed)")
     randn_goldens.set_defaults(run=_command_randn_goldens)
 
     stream_goldens = commands.add_parser(
@@ -611,7 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     stream_goldens.add_argument("checkpoint", help="diffusers checkpoint with the tiny-sd-turbo fixture weights")
     _add_original_source_argument(stream_goldens)
     stream_goldens.add_argument(
-        "--fixture-goldens", default="fixtures/goldens/tiny-sd-turbo.json", help="goldens proving the checkpoint's weights"
+        "--fixture-goldens",
+        default="fixtures/goldens/tiny-sd-turbo.json",
+        help="goldens proving the checkpoint's weights",
     )
     stream_goldens.add_argument(
         "--streamdiffusion-commit", help="commit of the original's source, recorded in the goldens (found by git when it is a checkout)"

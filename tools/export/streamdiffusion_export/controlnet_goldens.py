@@ -50,7 +50,7 @@ import numpy as np
 
 from . import TOOL_NAME, __version__
 from .agreement import Agreement, cpu_session
-from .tensor_json import dumps_json, encode_tensor
+from .tensor_json import dumps_json, encode_tensor, write_text_maybe_gzip
 
 # torch, diffusers and the modules that import them load in make_controlnet_goldens: the control
 # image formula and the case list stay importable without them (unit tests on a numpy-only Python).
@@ -264,8 +264,7 @@ def make_controlnet_goldens(
         "output_max_abs": agreement.magnitudes,
         "tolerance": {"abs": _nice_ceiling(agreement.tolerance)},
     }
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(dumps_json(golden), encoding="utf-8")
+    write_text_maybe_gzip(out_file, dumps_json(golden))
     if agreement.failures:
         raise RuntimeError("onnxruntime does not reproduce PyTorch:\n  " + "\n  ".join(agreement.failures))
     return {case: max(values.values()) for case, values in agreement.diffs.items()}

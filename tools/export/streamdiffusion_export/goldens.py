@@ -43,7 +43,7 @@ from .export_onnx import (
     VaeDecoderForExport,
     VaeEncoderForExport,
 )
-from .tensor_json import dumps_json, encode_tensor
+from .tensor_json import dumps_json, encode_tensor, write_text_maybe_gzip
 
 #: Prompts fed to the text encoder (batch 2: a prompt and the empty unconditional prompt).
 GOLDEN_PROMPTS = ("a photo of a cat wearing a tiny wizard hat, highly detailed", "")
@@ -238,8 +238,7 @@ def make_goldens(checkpoint: Path, model_dir: Path, out_file: Path, taesd: Path 
         "seeds": SEEDS,
         "models": models,
     }
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(dumps_json(golden), encoding="utf-8")
+    write_text_maybe_gzip(out_file, dumps_json(golden))
     if failures:
         raise RuntimeError("onnxruntime does not reproduce PyTorch:\n  " + "\n  ".join(failures))
     return report

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import TOOL_NAME, __version__
 from .agreement import Agreement, cpu_session
-from .tensor_json import dumps_json, encode_tensor
+from .tensor_json import dumps_json, encode_tensor, write_text_maybe_gzip
 
 # torch, diffusers, transformers load in make_ip_adapter_goldens (the case tables import without them).
 
@@ -528,8 +528,7 @@ def make_ip_adapter_goldens(
             "cases": cases,
         },
     }
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(dumps_json(golden), encoding="utf-8")
+    write_text_maybe_gzip(out_file, dumps_json(golden))
     failures = encoder_agreement.failures + agreement.failures
     if text_diff > tolerance * max(1.0, float(np.max(np.abs(text.numpy())))):
         failures.append(f"text encoder: max abs diff {text_diff:.3g}")

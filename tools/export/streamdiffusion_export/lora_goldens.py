@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_pipeline_modules
-from .tensor_json import decode_tensor, dumps_json, encode_tensor, write_text_maybe_gzip
+from .tensor_json import decode_tensor, dumps_json, encode_tensor, read_text_maybe_gzip, write_text_maybe_gzip
 
 #: Text-encoder positions kept in the goldens (the prompt's tokens and a few pads).
 TEXT_TOKENS = 8
@@ -180,7 +180,7 @@ def fuse(modules: Any, layers: list[tuple[str, str, torch.Tensor, torch.Tensor, 
 
 
 def record(checkpoint: Path, fixture_goldens: Path, out_dir: Path, golden_out: Path, seed: int) -> None:
-    golden_unet = json.loads(fixture_goldens.read_text())["models"]["unet"]
+    golden_unet = json.loads(read_text_maybe_gzip(fixture_goldens))["models"]["unet"]
     unet_inputs = {name: torch.from_numpy(decode_tensor(value).astype(np.float32)) for name, value in golden_unet["inputs"].items()}
     modules = load_pipeline_modules(checkpoint)
     torch.set_grad_enabled(False)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import TOOL_NAME, __version__
-from .tensor_json import dumps_json, encode_tensor
+from .tensor_json import dumps_json, encode_tensor, write_text_maybe_gzip
 
 #: Seeds: small, typical, the int32 edge, one above 2**32 (torch seeds mt19937 with the low 32 bits only).
 SEEDS: tuple[int, ...] = (0, 1, 42, 2**31 - 1, 2**32 + 5, 123456789)
@@ -130,11 +130,10 @@ def make_randn_goldens(out_file: Path) -> dict[str, int]:
         generator = torch.Generator().manual_seed(seed)
         calls = [{"shape": list(shape), "result": _sequence_call(_randn(generator, shape))} for shape in shapes]
         golden["sequences"].append({"seed": seed, "calls": calls})
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(dumps_json(golden), encoding="utf-8")
+    written = write_text_maybe_gzip(out_file, dumps_json(golden))
     return {
         "cases": len(golden["cases"]),
         "large": len(golden["large"]),
         "sequences": len(golden["sequences"]),
-        "bytes": out_file.stat().st_size,
+        "bytes": written,
     }

@@ -48,7 +48,8 @@ def dumps_json(data: Any) -> str:
 
 def write_text_maybe_gzip(out: Path, text: str) -> int:
     """Writes ``text`` to ``out``, gzip-compressed when the name ends in ``.gz`` (goldens of mostly
-    float data, to keep the fixtures under their 10 MB budget); returns the bytes written."""
+    float data, to keep the fixtures under their 10 MB budget; level 9 and mtime 0, so the same text
+    gives the same bytes); returns the bytes written."""
     data = text.encode("utf-8")
     if out.suffix == ".gz":
         import gzip
@@ -57,3 +58,13 @@ def write_text_maybe_gzip(out: Path, text: str) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(data)
     return len(data)
+
+
+def read_text_maybe_gzip(path: Path) -> str:
+    """Reads what :func:`write_text_maybe_gzip` wrote: decompressed when the name ends in ``.gz``."""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        import gzip
+
+        data = gzip.decompress(data)
+    return data.decode("utf-8")

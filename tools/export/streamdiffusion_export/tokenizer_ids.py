@@ -20,7 +20,7 @@ from typing import Any
 
 from . import TOOL_NAME, __version__
 from .configs import MAX_TOKEN_LENGTH
-from .tensor_json import dumps_json
+from .tensor_json import dumps_json, write_text_maybe_gzip
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -98,5 +98,4 @@ def make_tokenizer_ids(tokenizers: list[tuple[str, Path]], prompts_file: Path, o
             print(f"  {name}: {classes[0]} and {classes[1]} disagree on {disagreements} of {len(prompts)} prompts")
         longest = max(len(result["unpadded_ids"]) for result in record[classes[0]]["results"])
         print(f"  {name}: {len(prompts)} prompts, longest unpadded {longest} ids")
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(dumps_json(golden), encoding="utf-8")
+    write_text_maybe_gzip(out_file, dumps_json(golden))

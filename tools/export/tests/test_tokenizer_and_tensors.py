@@ -12,7 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from streamdiffusion_export.tensor_json import decode_tensor, dumps_json, encode_tensor
+from streamdiffusion_export.tensor_json import (
+    decode_tensor,
+    dumps_json,
+    encode_tensor,
+    read_text_maybe_gzip,
+    write_text_maybe_gzip,
+)
 from streamdiffusion_export.tokenizer_bpe import (
     BOS_TOKEN,
     END_OF_WORD,
@@ -114,6 +120,21 @@ class TensorJsonTest(unittest.TestCase):
         self.assertIn('"ids": [1, 2, 3]', text)
         self.assertIn('"dims": [2, 77]', text)
         self.assertEqual(json.loads(text)["names"], ["a", "b"])
+
+    def test_gzip_files_are_reproducible_and_read_back(self) -> None:
+        text = dumps_json({"ids": [1, 2, 3], "tensor": encode_tensor(np.arange(64, dtype=np.float32))})
+        with tempfile.TemporaryDirectory() as folder:
+            plain, packed, again = Path(folder) / "a.json", Path(folder) / "a.json.gz", Path(folder) / "b" / "a.json.gz"
+            self.assertEqual(write_text_maybe_gzip(plain, text), len(text.encode("utf-8")))
+            written = write_text_maybe_gzip(packed, text)
+            write_text_maybe_gzip(again, text)
+            data = packed.read_bytes()
+            self.assertEqual(data[:2], b"\x1f\x8b")  # gzip, not plain JSON
+            self.assertEqual(written, len(data))
+            self.assertEqual(data, again.read_bytes())  # mtime 0: same text, same bytes
+            self.assertEqual(plain.read_text(encoding="utf-8"), text)
+            self.assertEqual(read_text_maybe_gzip(packed), text)
+            self.assertEqual(read_text_maybe_gzip(plain), text)
 
 
 if __name__ == "__main__":
