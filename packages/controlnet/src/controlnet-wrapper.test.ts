@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import {
   createRuntime,
   hostTensor,
@@ -10,7 +9,7 @@ import {
   type WrapperFrameV1,
 } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fromRoot, MICRO_CANNY, MICRO_MODEL, MICRO_SIX } from '../test-support/fixtures.js';
+import { MICRO_CANNY, MICRO_MODEL, MICRO_SIX, readControlNetGoldens } from '../test-support/fixtures.js';
 import { createControlNet, RESIDUAL_INPUTS } from './controlnet-wrapper.js';
 
 // Goldens recorded from diffusers' ControlNetModel / MultiControlNetModel / UNet2DConditionModel in
@@ -66,7 +65,7 @@ describe('the ControlNet wrapper against diffusers in PyTorch (CPU, fp32)', () =
   beforeAll(async () => {
     runtime = await createRuntime({ device: 'cpu' });
     model = await loadModel({ runtime, folder: MODEL });
-    goldens = JSON.parse(await readFile(fromRoot('fixtures/goldens/controlnet.json'), 'utf8')) as Goldens;
+    goldens = (await readControlNetGoldens()) as Goldens;
   });
   afterAll(async () => {
     await runtime.dispose();

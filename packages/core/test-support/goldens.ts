@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { float16BitsToFloat32 } from '../src/runtime/dtypes.js';
 import { hostTensor, type HostTensor } from '../src/runtime/host-tensor.js';
 import { loadModel } from '../src/model-folder/load-model.js';
@@ -49,9 +50,18 @@ export function decodeGolden(tensor: GoldenTensor): HostTensor {
   }
 }
 
-/** Reads the goldens file of a fixture. */
+/**
+ * Reads a JSON file of `fixtures/goldens/`, decompressing it first when its name ends in `.gz`: the
+ * goldens of mostly float data are stored gzip-compressed to keep the fixtures inside their budget.
+ */
+export async function readGoldenJson(fileName: string): Promise<unknown> {
+  const bytes = await readFile(join(FIXTURES, 'goldens', fileName));
+  return JSON.parse((fileName.endsWith('.gz') ? gunzipSync(bytes) : bytes).toString('utf8'));
+}
+
+/** Reads the goldens file of a fixture (`goldens/<fixture>.json.gz`). */
 export async function readGoldens(fixture: string): Promise<GoldenFile & { prompts?: string[] }> {
-  return JSON.parse(await readFile(join(FIXTURES, 'goldens', `${fixture}.json`), 'utf8')) as GoldenFile & { prompts?: string[] };
+  return (await readGoldenJson(`${fixture}.json.gz`)) as GoldenFile & { prompts?: string[] };
 }
 
 /** One output compared: the largest absolute difference and the largest reference magnitude. */

@@ -2,11 +2,10 @@
 // and CLIPVisionModelWithProjection, diffusers' projections and UNet2DConditionModel with the
 // adapter loaded by _load_ip_adapter_weights (`python -m streamdiffusion_export ip-adapter-goldens`,
 // fixtures/README.md).
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRuntime, hostTensor, type HostTensor, type Runtime, type SessionSet } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXAMPLE_IMAGE, GOLDENS, MICRO_IP_CONTROLNET_UNET, MICRO_IP_MODEL, MICRO_PLUS, STYLE_IMAGE } from '../test-support/fixtures.js';
+import { EXAMPLE_IMAGE, MICRO_IP_CONTROLNET_UNET, MICRO_IP_MODEL, MICRO_PLUS, readIpAdapterGoldens, STYLE_IMAGE } from '../test-support/fixtures.js';
 import { findAdapterFiles } from './adapter-folder.js';
 import { clipPixelValues, readClipPreprocessing } from './clip-image.js';
 import { createImageEmbedder, type ImageEmbedder } from './image-embedder.js';
@@ -62,7 +61,7 @@ describe('IP-Adapter goldens (PyTorch, micro fixtures, CPU)', () => {
   let runtime: Runtime;
   let sessions: SessionSet<'encoder' | 'regular' | 'plus' | 'unet' | 'unetControlNet'>;
   beforeAll(async () => {
-    goldens = JSON.parse(await readFile(GOLDENS, 'utf8')) as Goldens;
+    goldens = (await readIpAdapterGoldens()) as Goldens;
     runtime = await createRuntime({ device: 'cpu' });
     sessions = await runtime.loadSessions({
       encoder: join(MICRO_IP_MODEL, 'image_encoder', 'model.onnx'),

@@ -1,8 +1,9 @@
 /** Where the IP-Adapter tests' fixtures are (made by tools/export; see fixtures/README.md). */
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 
 /** A path from the repository root. */
 export const fromRoot = (path: string): string => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
@@ -23,7 +24,11 @@ export const MICRO_CONTROLNET_MODEL = fromRoot('fixtures/models/micro-sd-turbo-c
 export const MICRO_CANNY = fromRoot('fixtures/controlnets/micro-canny');
 export const STYLE_IMAGE = fromRoot('fixtures/images/style.png');
 export const EXAMPLE_IMAGE = fromRoot('fixtures/images/example.png');
-export const GOLDENS = fromRoot('fixtures/goldens/ip-adapter.json');
+
+/** The PyTorch goldens of these fixtures: `fixtures/goldens/ip-adapter.json.gz` (gzip-compressed JSON). */
+export async function readIpAdapterGoldens(): Promise<unknown> {
+  return JSON.parse(gunzipSync(await readFile(fromRoot('fixtures/goldens/ip-adapter.json.gz'))).toString('utf8'));
+}
 
 /**
  * A temporary model folder: MICRO_IP_MODEL with the UNet that also has the ControlNet inputs.

@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     lora_goldens.add_argument("checkpoint", help="diffusers checkpoint with the tiny-sd-turbo fixture weights")
     lora_goldens.add_argument(
         "--fixture-goldens",
-        default="fixtures/goldens/tiny-sd-turbo.json",
+        default="fixtures/goldens/tiny-sd-turbo.json.gz",
         help="goldens proving the checkpoint's weights",
     )
     lora_goldens.add_argument("--out-dir", default="fixtures/loras", help="folder for kohya.safetensors and peft.safetensors")
@@ -614,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_original_source_argument(stream_goldens)
     stream_goldens.add_argument(
         "--fixture-goldens",
-        default="fixtures/goldens/tiny-sd-turbo.json",
+        default="fixtures/goldens/tiny-sd-turbo.json.gz",
         help="goldens proving the checkpoint's weights",
     )
     stream_goldens.add_argument(

@@ -16,7 +16,7 @@ into the PyTorch weights. The file names are read by diffusers' own code
 turned into PEFT names by diffusers' ``convert_unet_state_dict_to_peft`` / ``convert_state_dict_to_peft``;
 the fuse is PEFT's merge, W + scale · (α / r) · B·A (written out here: PEFT is not installed where
 this runs). The checkpoint must hold the fixture's weights (``random-init --arch tiny-sd-turbo --vae
-taesd --seed 0 --save-checkpoint DIR``); this is checked against ``fixtures/goldens/tiny-sd-turbo.json``.
+taesd --seed 0 --save-checkpoint DIR``); this is checked against ``fixtures/goldens/tiny-sd-turbo.json.gz``.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def record(checkpoint: Path, fixture_goldens: Path, out_dir: Path, golden_out: P
         "tool": "streamdiffusion_export lora-goldens",
         "torch": torch.__version__,
         "text_tokens": TEXT_TOKENS,
-        # The UNet's inputs are the fixture goldens' (fixtures/goldens/tiny-sd-turbo.json, models.unet.inputs).
+        # The UNet's inputs are the fixture goldens' (fixtures/goldens/tiny-sd-turbo.json.gz, models.unet.inputs).
         "inputs": {"unet": "tiny-sd-turbo.json#models.unet.inputs", "input_ids": encode_tensor(input_ids.numpy())},
         "cases": cases,
     }

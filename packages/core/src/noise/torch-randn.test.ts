@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { readGoldenJson } from '../../test-support/goldens.js';
 import { InvalidArgumentError } from '../errors/errors.js';
 import { createTorchGenerator } from './torch-generator.js';
 import { torchRandn } from './torch-randn.js';
 
 // Made by `PYTHONPATH=tools/export python3 -m streamdiffusion_export randn-goldens --out
-// fixtures/goldens/torch-randn.json` (torch 2.13.0+cpu, x86-64 Linux, AVX-512 CPU).
+// fixtures/goldens/torch-randn.json.gz` (torch 2.13.0+cpu, x86-64 Linux, AVX-512 CPU).
 interface EncodedTensor {
   dtype: 'float32';
   dims: number[];
@@ -27,9 +27,7 @@ interface RandnGoldens {
   sequences: { seed: number; calls: { shape: number[]; result: EncodedTensor | LargeRecord }[] }[];
 }
 
-const goldens = JSON.parse(
-  readFileSync(new URL('../../../../fixtures/goldens/torch-randn.json', import.meta.url), 'utf8'),
-) as RandnGoldens;
+const goldens = (await readGoldenJson('torch-randn.json.gz')) as RandnGoldens;
 
 function goldenBits(tensor: EncodedTensor): Uint32Array {
   const bytes = Buffer.from(tensor.data, 'base64');

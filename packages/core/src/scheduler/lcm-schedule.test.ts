@@ -1,8 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeGolden, FIXTURES } from '../../test-support/goldens.js';
+import { decodeGolden, readGoldenJson } from '../../test-support/goldens.js';
 import { InvalidArgumentError } from '../errors/errors.js';
 import { schedulerConfigSchema, type SchedulerConfig } from '../model-folder/model-folder.js';
 import { fmaFloat32 } from '../math/float32-fma.js';
@@ -44,7 +41,7 @@ interface GoldenCase {
   };
 }
 
-const goldens = JSON.parse(gunzipSync(readFileSync(join(FIXTURES, 'goldens', 'lcm-scheduler.json.gz'))).toString('utf8')) as { cases: GoldenCase[] };
+const goldens = (await readGoldenJson('lcm-scheduler.json.gz')) as { cases: GoldenCase[] };
 
 const float32 = new Float32Array(1);
 const float32Bits = new Int32Array(float32.buffer);

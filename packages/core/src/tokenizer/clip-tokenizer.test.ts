@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FIXTURES, readGoldenJson } from '../../test-support/goldens.js';
 import { InvalidArgumentError, ModelFolderError } from '../errors/errors.js';
 import { createClipTokenizer, type ClipTokenizer } from './clip-tokenizer.js';
 
@@ -308,12 +308,12 @@ describe('CLIP tokenizer folder errors', () => {
 // ---------------------------------------------------------------------------------------------
 // Goldens: the ids transformers gave for the fixture tokenizers, recorded by
 //   python -m streamdiffusion_export tokenizer-ids <fixtures/models/NAME/tokenizer>... \
-//     fixtures/tokenizer/prompts.json --out fixtures/goldens/tokenizer-ids.json
+//     fixtures/tokenizer/prompts.json --out fixtures/goldens/tokenizer-ids.json.gz
 // (tools/export; see fixtures/README.md).
 // ---------------------------------------------------------------------------------------------
 
-const FIXTURES = process.env.STREAMDIFFUSION_FIXTURES ?? fileURLToPath(new URL('../../../../fixtures/', import.meta.url));
-const GOLDEN_PATH = join(FIXTURES, 'goldens', 'tokenizer-ids.json');
+const GOLDEN_FILE = 'tokenizer-ids.json.gz';
+const GOLDEN_PATH = join(FIXTURES, 'goldens', GOLDEN_FILE);
 /**
  * Golden name → fixture model folder, where they differ. The golden file does not record folders;
  * this mirrors the NAME=DIR arguments of tools/export/scripts/make-fixtures.sh.
@@ -340,7 +340,7 @@ interface GoldenFile {
 describe('CLIP tokenizer matches transformers on the fixture tokenizers', () => {
   const recorded = existsSync(GOLDEN_PATH);
   it.skipIf(!recorded)(recorded ? `every prompt of ${GOLDEN_PATH}` : `skipped: ${GOLDEN_PATH} is not recorded yet`, async () => {
-    const golden = JSON.parse(await readFile(GOLDEN_PATH, 'utf8')) as GoldenFile;
+    const golden = (await readGoldenJson(GOLDEN_FILE)) as GoldenFile;
     const names = Object.keys(golden.tokenizers);
     expect(names.length, 'the golden file names no tokenizer').toBeGreaterThan(0);
     const mismatches: string[] = [];

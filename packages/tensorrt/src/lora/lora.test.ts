@@ -41,8 +41,10 @@ interface LoraGoldens {
   readonly inputs: { readonly input_ids: EncodedTensor };
   readonly cases: readonly { readonly name: string; readonly loras: readonly { readonly file: string; readonly scale: number }[]; readonly unet: EncodedTensor; readonly text_encoder: EncodedTensor }[];
 }
-const goldens = JSON.parse(gunzipSync(await readFile(fixture('goldens/lora.json.gz'))).toString('utf8')) as LoraGoldens;
-const unetGolden = (JSON.parse(await readFile(fixture('goldens/tiny-sd-turbo.json'), 'utf8')) as { models: { unet: { inputs: Record<string, EncodedTensor> } } }).models.unet.inputs;
+/** A gzip-compressed JSON file of fixtures/goldens/. */
+const readGoldenJson = async (name: string): Promise<unknown> => JSON.parse(gunzipSync(await readFile(fixture(`goldens/${name}`))).toString('utf8'));
+const goldens = (await readGoldenJson('lora.json.gz')) as LoraGoldens;
+const unetGolden = ((await readGoldenJson('tiny-sd-turbo.json.gz')) as { models: { unet: { inputs: Record<string, EncodedTensor> } } }).models.unet.inputs;
 
 /** A one-layer LoRA file of zeros (`up` [out, r], `down` [r, in]), for files a model must refuse. */
 async function writeZeroLora(path: string, module: string, up: readonly [number, number], down: readonly [number, number]): Promise<void> {
