@@ -8,10 +8,10 @@ const coreInternals = {
   message: 'Import @streamdiffusion/core (or @streamdiffusion/core/test) only: its internals are not API.',
 };
 
-/** Only core's runtime layer talks to onnxruntime. */
+/** Only core's runtime layer talks to onnxruntime: any of its packages (node, common, web), any subpath. */
 const onnxruntime = {
-  name: 'onnxruntime-node',
-  message: 'Only packages/core/src/runtime/ imports onnxruntime-node; use the runtime layer.',
+  regex: '^onnxruntime-(node|common|web)(/.*)?$',
+  message: 'Only packages/core/src/runtime/ imports onnxruntime (onnxruntime-node, -common or -web); use the runtime layer.',
 };
 
 export default tseslint.config(
@@ -27,7 +27,7 @@ export default tseslint.config(
       '@typescript-eslint/switch-exhaustiveness-check': 'error',
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/require-await': 'off',
-      'no-restricted-imports': ['error', { paths: [onnxruntime] }],
+      'no-restricted-imports': ['error', { patterns: [onnxruntime] }],
     },
   },
   {
@@ -36,7 +36,7 @@ export default tseslint.config(
   },
   {
     files: ['packages/!(core)/**', 'apps/**'],
-    rules: { 'no-restricted-imports': ['error', { paths: [onnxruntime], patterns: [coreInternals] }] },
+    rules: { 'no-restricted-imports': ['error', { patterns: [onnxruntime, coreInternals] }] },
   },
   {
     files: ['**/*.test.ts'],
