@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Regenerates every committed fixture under fixtures/ (tiny ONNX model folders, golden tensors,
-# tokenizer goldens) with tools/export, then checks that the full-size SD-Turbo export works.
+# Regenerates every committed fixture under fixtures/ with tools/export (tiny ONNX model folders,
+# ControlNets, IP-Adapters, LoRAs, and every golden: models, tokenizer, LCM scheduler, torch.randn,
+# the Python original's stream), then checks that the full-size SD-Turbo export works. Not rewritten:
+# the inputs tokenizer/prompts.json (hand-written) and images/*.png (node fixtures/images/make-*.mjs).
 #
 #   bash tools/export/scripts/make-fixtures.sh        # from the repository root
 #
 # Needs python3 with torch, transformers, onnx, onnxruntime, numpy, safetensors, regex, and
-# diffusers installed or its source at .vendor/diffusers/src. Runs offline.
+# diffusers installed or its source at .vendor/diffusers/src. Runs offline. The stream goldens also
+# need cumulo-autumn/StreamDiffusion's source (STREAMDIFFUSION_SRC); without it that one step is
+# skipped and the committed goldens/stream-diffusion.json.gz is left as it is.
 # Environment:
 #   PYTHON          interpreter to use (default python3)
+#   STREAMDIFFUSION_SRC     the original's source, the folder holding streamdiffusion/
+#                           (default .vendor/StreamDiffusion/src; never committed)
+#   STREAMDIFFUSION_COMMIT  its commit, recorded in the goldens when the source is not a git checkout
 #   OUT             when set, fixtures/ is also packed into "$OUT/fixtures.tar.xz"
 #   FIXTURE_DEVICE  device for the tiny exports (default cpu, so the traces match the CPU goldens)
 #   SKIP_FULL_SIZE  set to 1 to skip the full-size SD-Turbo check
@@ -20,6 +27,7 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 cd "$repo_root"
 PYTHON=${PYTHON:-python3}
 FIXTURE_DEVICE=${FIXTURE_DEVICE:-cpu}
+STREAMDIFFUSION_SRC=${STREAMDIFFUSION_SRC:-.vendor/StreamDiffusion/src}
 export PYTHONPATH="$repo_root/tools/export${PYTHONPATH:+:$PYTHONPATH}"
 tool() { "$PYTHON" -m streamdiffusion_export "$@"; }
 section() { printf '\n== %s\n' "$*"; }
@@ -35,11 +43,13 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/sdx-fixtures.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 section "tiny-sd-turbo (SD 2.1 architecture, TAESD, fp32, dynamic shapes, fused attention)"
-rm -rf fixtures/models/tiny-sd-turbo fixtures/models/tiny-sd15-fp16 fixtures/goldens
+# Every golden is remade below; the original's stream goldens only when its source is there (last step).
+rm -rf fixtures/models/tiny-sd-turbo fixtures/models/tiny-sd15-fp16
+find fixtures/goldens -type f ! -name stream-diffusion.json.gz -delete 2>/dev/null || true
 # Fused attention here (MultiHeadAttention runs in fp32 on the CPU), plain in the fp16 fixture: CI tests both.
 tool random-init --arch tiny-sd-turbo --vae taesd --dtype fp32 --seed 0 --device "$FIXTURE_DEVICE" --attention fused \
   --out fixtures/models/tiny-sd-turbo --save-checkpoint "$work/tiny-sd-turbo-checkpoint"
-tool goldens "$work/tiny-sd-turbo-checkpoint" fixtures/models/tiny-sd-turbo --out fixtures/goldens/tiny-sd-turbo.json
+tool goldens "$work/tiny-sd-turbo-checkpoint" fixtures/models/tiny-sd-turbo --out fixtures/goldens/tiny-sd-turbo.json.gz
 
 section "tiny-sd15-fp16 (SD 1.5 architecture, KL VAE, fp16, dynamic shapes)"
 if ! tool random-init --arch tiny-sd15 --vae kl --dtype fp16 --seed 0 --device "$FIXTURE_DEVICE" \
@@ -50,7 +60,7 @@ if ! tool random-init --arch tiny-sd15 --vae kl --dtype fp16 --seed 0 --device "
   tool random-init --arch tiny-sd15 --vae kl --dtype fp16 --seed 0 --device auto \
     --out fixtures/models/tiny-sd15-fp16 --save-checkpoint "$work/tiny-sd15-checkpoint"
 fi
-tool goldens "$work/tiny-sd15-checkpoint" fixtures/models/tiny-sd15-fp16 --out fixtures/goldens/tiny-sd15-fp16.json
+tool goldens "$work/tiny-sd15-checkpoint" fixtures/models/tiny-sd15-fp16 --out fixtures/goldens/tiny-sd15-fp16.json.gz
 
 section "micro-sd-turbo with ControlNet inputs, two ControlNets (3 and 6 channels), ControlNet goldens"
 rm -rf fixtures/models/micro-sd-turbo-controlnet fixtures/controlnets
@@ -63,7 +73,7 @@ tool controlnet --random-init --arch micro-sd-turbo --conditioning-channels 6 --
   --attention fused --short-names --out fixtures/controlnets/micro-6ch --save-checkpoint "$work/micro-6ch-checkpoint"
 tool controlnet-goldens "$work/micro-sd-turbo-checkpoint" fixtures/models/micro-sd-turbo-controlnet \
   --controlnet "$work/micro-canny-checkpoint" fixtures/controlnets/micro-canny \
-  --controlnet "$work/micro-6ch-checkpoint" fixtures/controlnets/micro-6ch --out fixtures/goldens/controlnet.json
+  --controlnet "$work/micro-6ch-checkpoint" fixtures/controlnets/micro-6ch --out fixtures/goldens/controlnet.json.gz
 
 section "IP-Adapter: micro-sd-turbo with a random regular adapter, a Plus projection sharing its attention, the same UNet with ControlNet inputs, goldens"
 rm -rf fixtures/models/micro-sd-turbo-ipadapter fixtures/ip-adapters
@@ -85,12 +95,34 @@ tool ip-adapter-goldens "$work/micro-sd-turbo-ip-checkpoint" fixtures/models/mic
   --controlnet-unet fixtures/ip-adapters/micro-regular-controlnet-unet \
   --controlnet "$work/micro-canny-checkpoint" fixtures/controlnets/micro-canny \
   --plain-model fixtures/models/micro-sd-turbo-controlnet \
-  --image fixtures/images/style.png --image fixtures/images/example.png --out fixtures/goldens/ip-adapter.json
+  --image fixtures/images/style.png --image fixtures/images/example.png --out fixtures/goldens/ip-adapter.json.gz
 
 section "tokenizer ids"
 tool tokenizer-ids tiny-sd-turbo=fixtures/models/tiny-sd-turbo/tokenizer \
   tiny-sd15=fixtures/models/tiny-sd15-fp16/tokenizer fixtures/tokenizer/prompts.json \
-  --out fixtures/goldens/tokenizer-ids.json
+  --out fixtures/goldens/tokenizer-ids.json.gz
+
+section "LoRAs: two random LoRAs (kohya and PEFT names, seed 50) for tiny-sd-turbo, and diffusers' outputs with them fused"
+rm -rf fixtures/loras
+# Checks first that the checkpoint reproduces goldens/tiny-sd-turbo.json.gz.
+tool lora-goldens "$work/tiny-sd-turbo-checkpoint" --fixture-goldens fixtures/goldens/tiny-sd-turbo.json.gz \
+  --out-dir fixtures/loras --out fixtures/goldens/lora.json.gz
+
+section "LCM scheduler goldens (diffusers' LCMScheduler)"
+tool scheduler-goldens --out fixtures/goldens/lcm-scheduler.json.gz
+
+section "torch.randn goldens (bit patterns; torch's CPU kernel depends on the machine: make them on x86-64 Linux)"
+tool randn-goldens --out fixtures/goldens/torch-randn.json.gz
+
+section "the Python original's stream goldens (cumulo-autumn/StreamDiffusion on tiny-sd-turbo)"
+if [[ -f "$STREAMDIFFUSION_SRC/streamdiffusion/pipeline.py" ]]; then
+  tool stream-goldens "$work/tiny-sd-turbo-checkpoint" --streamdiffusion-src "$STREAMDIFFUSION_SRC" \
+    --fixture-goldens fixtures/goldens/tiny-sd-turbo.json.gz ${STREAMDIFFUSION_COMMIT:+--streamdiffusion-commit "$STREAMDIFFUSION_COMMIT"} \
+    --out fixtures/goldens/stream-diffusion.json.gz
+else
+  echo "skipped: no StreamDiffusion source at $STREAMDIFFUSION_SRC/streamdiffusion (set STREAMDIFFUSION_SRC);" \
+    "fixtures/goldens/stream-diffusion.json.gz is left as committed, recorded on the committed tiny-sd-turbo weights" >&2
+fi
 
 section "fixture sizes"
 find fixtures -type f | LC_ALL=C sort | while read -r file; do
