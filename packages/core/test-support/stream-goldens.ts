@@ -3,13 +3,10 @@
  * Python original by tools/export `stream-goldens`) and measures the difference per case. Used by
  * the conformance test and by `scripts/compare-stream-goldens.ts`.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import type { LoadedModel } from '../src/model-folder/load-model.js';
 import type { CfgType } from '../src/pipeline/stream-batch.js';
 import { createStreamDiffusion } from '../src/pipeline/stream-diffusion.js';
-import { decodeGolden, FIXTURES } from './goldens.js';
+import { decodeGolden, readGoldenJson } from './goldens.js';
 
 type EncodedTensor = { dtype: string; dims: number[]; data: string };
 
@@ -56,7 +53,7 @@ export interface StreamComparison {
 }
 
 export async function readStreamGoldens(): Promise<StreamGoldens> {
-  return JSON.parse(gunzipSync(await readFile(join(FIXTURES, 'goldens', 'stream-diffusion.json.gz'))).toString('utf8')) as StreamGoldens;
+  return (await readGoldenJson('stream-diffusion.json.gz')) as StreamGoldens;
 }
 
 /** Frames k … k+count−1, channel-major, ((7i + 31k) mod 256) / 127.5 − 1 in float32 steps (as numpy). */
