@@ -130,7 +130,10 @@ find fixtures -type f | LC_ALL=C sort | while read -r file; do
 done
 # The budget, 10 MB decimal, covers every file under the three fixture folders (the packages' own
 # test fixtures too), as scripts/fixtures-size.mjs counts them; here, what is on disk after this run.
-fixture_roots=(fixtures packages/core/test-fixtures packages/controlnet/test-fixtures)
+fixture_roots=()
+for root in fixtures packages/core/test-fixtures packages/controlnet/test-fixtures; do
+  [[ -d $root ]] && fixture_roots+=("$root")
+done
 budget=10000000
 total=$(find "${fixture_roots[@]}" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
 printf '%10d  total of fixtures/ (%s)\n' "$(find fixtures -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')" "$(du -sh fixtures | cut -f1)"
