@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -298,5 +299,9 @@ describe('runtime lifetime', () => {
     expect(error).toBeInstanceOf(DeviceUnavailableError);
     expect(error).toMatchObject({ device: 'cuda', missing: 'provider-libraries' });
     expect((error as Error).message).toMatch(/libonnxruntime_providers_cuda\.so/);
+    // The way out it names is onnxruntime-node's own installer, at a path that exists.
+    const command = /`ONNXRUNTIME_NODE_INSTALL=cuda12 node (\S+)`/.exec((error as Error).message);
+    expect(command, (error as Error).message).not.toBeNull();
+    expect(existsSync(command![1]!)).toBe(true);
   });
 });
