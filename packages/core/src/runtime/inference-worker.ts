@@ -27,6 +27,11 @@ const KNOWN_TYPES = new Set<string>(['float32', 'float16', 'int32', 'int64', 'ui
 interface LoadedSession {
   readonly session: ort.InferenceSession;
   readonly signature: ModelSignature;
+  /**
+   * Runs using the session now. Requests are not queued here (runs of different models overlap), so
+   * a replace or unload waits for these before releasing the session they use.
+   */
+  readonly runs: Set<Promise<unknown>>;
 }
 
 let device: Device | undefined;
@@ -103,10 +108,12 @@ async function createSession(name: string, source: ModelSource): Promise<LoadedS
     throw describeLoadFailure(source.path, error);
   }
   openSessions += 1;
-  return { session, signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) } };
+  return { session, signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) }, runs: new Set() };
 }
 
-async function releaseSession({ session }: LoadedSession): Promise<void> {
+/** Releases a session once the runs using it have ended (a replace or unload can come mid-run). */
+async function releaseSession({ session, runs }: LoadedSession): Promise<void> {
+  while (runs.size > 0) await Promise.allSettled(runs);
   await session.release();
   openSessions -= 1;
 }
@@ -236,6 +243,43 @@ function releaseTensor(handle: number): void {
   if (held.tensor.location !== 'cpu') held.tensor.dispose();
 }
 
+/** One run of `loaded`: the `run` request's work (the handler counts it in `loaded.runs`). */
+async function runOn(loaded: LoadedSession, request: Extract<WorkerEnvelope, { op: 'run' }>): Promise<Record<string, WireOutput>> {
+  const started = performance.now();
+  const feeds: Record<string, ort.Tensor> = {};
+  const temporaries: ort.Tensor[] = [];
+  let results: ort.InferenceSession.ReturnType;
+  try {
+    for (const [name, input] of Object.entries(request.inputs)) {
+      const { tensor, temporary } = await feed(input);
+      feeds[name] = tensor;
+      if (temporary) temporaries.push(tensor);
+    }
+    results = await loaded.session.run(feeds);
+  } catch (error) {
+    if (StreamDiffusionError.isInstance(error)) throw error;
+    throw new InferenceError({ model: request.model, message: error instanceof Error ? error.message : String(error), cause: error });
+  } finally {
+    for (const tensor of temporaries) if (tensor.location !== 'cpu') tensor.dispose();
+  }
+  const outputs: Record<string, WireOutput> = {};
+  for (const [name, tensor] of Object.entries(results)) {
+    if (request.readPixels?.includes(name) === true) {
+      try {
+        outputs[name] = await pixelsOf(request.model, name, tensor);
+      } finally {
+        if (tensor.location !== 'cpu') tensor.dispose();
+      }
+    } else if (request.read.includes(name)) {
+      outputs[name] = await readOut(tensor, request.readAsFloat32);
+    } else {
+      outputs[name] = keep(tensor, request.setId);
+    }
+  }
+  counted(request.model, started);
+  return outputs;
+}
+
 const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope, { op: Op }>) => Promise<WorkerResults[Op]> } = {
   async init(request) {
     settings = request.settings;
@@ -258,39 +302,14 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
   async run(request) {
     const loaded = setOf(request.setId).get(request.model);
     if (loaded === undefined) throw new DisposedError(`model "${request.model}"`);
-    const started = performance.now();
-    const feeds: Record<string, ort.Tensor> = {};
-    const temporaries: ort.Tensor[] = [];
-    let results: ort.InferenceSession.ReturnType;
+    // Counted from here, so a replace or unload arriving while the inputs are fed still waits for it.
+    const running = runOn(loaded, request);
+    loaded.runs.add(running);
     try {
-      for (const [name, input] of Object.entries(request.inputs)) {
-        const { tensor, temporary } = await feed(input);
-        feeds[name] = tensor;
-        if (temporary) temporaries.push(tensor);
-      }
-      results = await loaded.session.run(feeds);
-    } catch (error) {
-      if (StreamDiffusionError.isInstance(error)) throw error;
-      throw new InferenceError({ model: request.model, message: error instanceof Error ? error.message : String(error), cause: error });
+      return await running;
     } finally {
-      for (const tensor of temporaries) if (tensor.location !== 'cpu') tensor.dispose();
+      loaded.runs.delete(running);
     }
-    const outputs: Record<string, WireOutput> = {};
-    for (const [name, tensor] of Object.entries(results)) {
-      if (request.readPixels?.includes(name) === true) {
-        try {
-          outputs[name] = await pixelsOf(request.model, name, tensor);
-        } finally {
-          if (tensor.location !== 'cpu') tensor.dispose();
-        }
-      } else if (request.read.includes(name)) {
-        outputs[name] = await readOut(tensor, request.readAsFloat32);
-      } else {
-        outputs[name] = keep(tensor, request.setId);
-      }
-    }
-    counted(request.model, started);
-    return outputs;
   },
   async read(request) {
     const held = tensors.get(request.handle);
@@ -383,9 +402,15 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
   },
   async replace(request) {
     const set = setOf(request.setId);
-    const old = set.get(request.name);
-    if (old === undefined) throw new DisposedError(`model "${request.name}"`);
+    if (!set.has(request.name)) throw new DisposedError(`model "${request.name}"`);
     const next = await createSession(request.name, request);
+    // The set may have been unloaded, or the model replaced, while the new session loaded: requests
+    // are not queued. Replace what is there now, or give up if nothing is.
+    const old = sets.get(request.setId) === set ? set.get(request.name) : undefined;
+    if (old === undefined) {
+      await releaseSession(next);
+      throw new DisposedError(`model "${request.name}"`);
+    }
     if (JSON.stringify(next.signature) !== JSON.stringify(old.signature)) {
       await releaseSession(next);
       throw new InvalidArgumentError({
@@ -394,7 +419,7 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
         expected: `a model with the same inputs and outputs as the loaded ${request.name} (${describeSignature(old.signature)}); it has ${describeSignature(next.signature)}`,
       });
     }
-    // Requests run one at a time here, so no run is using the old session now.
+    // New runs take the new session from here; the old one goes once the runs using it have ended.
     set.set(request.name, next);
     await releaseSession(old);
     return next.signature;
@@ -403,8 +428,9 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     const set = sets.get(request.setId);
     if (set === undefined) return null;
     sets.delete(request.setId);
-    for (const [handle, held] of tensors) if (held.setId === request.setId) releaseTensor(handle);
+    // Sessions first: their release waits for runs in flight, whose outputs are kept under this set.
     await Promise.all([...set.values()].map(releaseSession));
+    for (const [handle, held] of tensors) if (held.setId === request.setId) releaseTensor(handle);
     return null;
   },
   async stats() {

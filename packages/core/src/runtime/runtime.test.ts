@@ -140,6 +140,33 @@ describe('runtime on the CPU', () => {
     await set.dispose();
   });
 
+  it('lets runs in flight finish on the session a replace takes over from, and a dispose during a replace release everything', async () => {
+    // Requests are not queued in the worker: a replace lands while runs use the old session, and a
+    // dispose while the new session loads. Neither may fail a run or leave a session held.
+    const set = await runtime.loadSessions({ relu: fixture('relu') });
+    const x = hostTensor(new Float32Array([-1, 2, -3, 4]), [1, 4]);
+    for (let round = 0; round < 10; round += 1) {
+      const replacing = set.replace('relu', fixture('relu'));
+      const ran = await Promise.all([set.run('relu', { x }, { read: ['y'] }), set.run('relu', { x }, { read: ['y'] })]);
+      for (const outputs of ran) expect(Array.from(await outputs.y!.float32())).toEqual([0, 2, 0, 4]);
+      await replacing;
+    }
+    expect((await runtime.stats()).sessions).toBe(1);
+    await set.dispose();
+
+    for (let round = 0; round < 10; round += 1) {
+      const racing = await runtime.loadSessions({ relu: fixture('relu') });
+      const replacing = racing.replace('relu', fixture('relu')).then(
+        () => 'replaced',
+        (error: unknown) => (error as Error).name,
+      );
+      await racing.dispose();
+      // Either the replace finished first, or it found its set gone and released what it loaded.
+      expect(['replaced', 'DisposedError']).toContain(await replacing);
+    }
+    expect((await runtime.stats()).sessions).toBe(0);
+  });
+
   it('raises typed errors that cross the worker boundary', async () => {
     const error = await runtime.loadSessions({ missing: '/nonexistent/model.onnx' }).catch((caught: unknown) => caught);
     expect(StreamDiffusionError.isInstance(error)).toBe(true);
