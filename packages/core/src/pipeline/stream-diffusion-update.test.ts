@@ -104,6 +104,10 @@ describe('live parameter updates', () => {
     expect(encodes).toBe(43);
     await stream.update({ prompt: 'prompt 8' }); // used again above, so 'a' evicted 'prompt 9', the least recently used, not it
     expect(encodes).toBe(43);
+    // A blend of more prompts than the cache holds is still encoded once each, not evicted by itself.
+    const many = Array.from({ length: 40 }, (_, index): [string, number] => [`blended ${index}`, 1]);
+    await stream.update({ prompt_blending: { prompt_list: many, interpolation_method: 'linear' } });
+    expect(encodes).toBe(83);
   });
 
   it('blends prompts and seeds: one weighted item equals the plain setting, two change the stream', async () => {

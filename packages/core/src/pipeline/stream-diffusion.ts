@@ -288,6 +288,8 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   // the PROMPT_CACHE_SIZE most recently used kept (a live session cycling through prompts would
   // otherwise keep every one it ever saw: 315 KB each at SD-Turbo's width).
   const embeddings = new Map<string, Promise<Float32Array>>();
+  // Never fewer than the prompts one state blends (+ the negative), or a blend would evict itself.
+  let cacheCapacity = PROMPT_CACHE_SIZE;
   const embed = (prompt: string): Promise<Float32Array> => {
     let values = embeddings.get(prompt);
     if (values !== undefined) {
@@ -301,10 +303,13 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
         return read;
       });
       // A failed encoding is not cached: the next try encodes again.
-      values.catch(() => embeddings.delete(prompt));
+      const pending = values;
+      pending.catch(() => {
+        if (embeddings.get(prompt) === pending) embeddings.delete(prompt);
+      });
       embeddings.set(prompt, values);
       for (const oldest of embeddings.keys()) {
-        if (embeddings.size <= PROMPT_CACHE_SIZE) break;
+        if (embeddings.size <= cacheCapacity) break;
         embeddings.delete(oldest);
       }
     }
@@ -317,6 +322,7 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
     // The negative prompt only when buildState will use it (guided initialize / full).
     const guided = parameters.guidance_scale > 1 && (cfgType === 'initialize' || cfgType === 'full');
     const texts = prompts === undefined ? [parameters.prompt] : prompts.items.map(([prompt]) => prompt);
+    cacheCapacity = Math.max(PROMPT_CACHE_SIZE, texts.length + 1);
     await Promise.all([...texts, ...(guided ? [parameters.negative_prompt] : [])].map(embed));
   };
 
