@@ -42,6 +42,20 @@ export interface StreamGoldens {
   >;
 }
 
+/**
+ * How close our pipeline must be to the Python original (CI and the GPU host runs alike): every x̂0
+ * of every call within `relative · max(1, max|Python x̂0|)`, the stored decoded image within `image`.
+ */
+export const STREAM_TOLERANCE = Object.freeze({ relative: 1e-4, image: 1e-4 });
+
+/** Whether a comparison is within {@link STREAM_TOLERANCE} (NaN never is). */
+export function withinStreamTolerance(comparison: StreamComparison): boolean {
+  return (
+    comparison.maxAbsDiff <= STREAM_TOLERANCE.relative * Math.max(1, comparison.maxAbsReference) &&
+    (comparison.imageMaxAbsDiff === null || comparison.imageMaxAbsDiff <= STREAM_TOLERANCE.image)
+  );
+}
+
 /** One case compared: max |ours − Python| over every x̂0 of every call, and the largest |Python|. */
 export interface StreamComparison {
   readonly name: string;
