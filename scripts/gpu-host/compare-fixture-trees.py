@@ -10,8 +10,6 @@ proves the documented command still makes what is committed.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import hashlib
 import json
 import sys
@@ -20,12 +18,9 @@ from typing import Any
 
 import numpy as np
 
-DTYPES = {"float32": "<f4", "float16": "<f2", "int32": "<i4", "int64": "<i8"}
-
-
-def load(path: Path) -> Any:
-    data = path.read_bytes()
-    return json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
+# The export tool's own golden-file helpers (tools/export, beside this script's repository root).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "export"))
+from streamdiffusion_export.tensor_json import decode_tensor, read_text_maybe_gzip  # noqa: E402
 
 
 def tensors(value: Any, where: str = "") -> dict[str, np.ndarray]:
@@ -33,8 +28,7 @@ def tensors(value: Any, where: str = "") -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     if isinstance(value, dict):
         if {"dtype", "dims", "data"} <= value.keys() and isinstance(value["data"], str):
-            array = np.frombuffer(base64.b64decode(value["data"]), dtype=np.dtype(DTYPES[value["dtype"]]))
-            found[where] = array.astype(np.float64)
+            found[where] = decode_tensor(value).astype(np.float64).ravel()
         else:
             for key, item in value.items():
                 found.update(tensors(item, f"{where}/{key}"))
@@ -57,7 +51,7 @@ def main() -> int:
             identical += 1
             continue
         if name.suffix == ".json" or name.suffixes[-2:] == [".json", ".gz"]:
-            ours, theirs = tensors(load(a)), tensors(load(b))
+            ours, theirs = tensors(json.loads(read_text_maybe_gzip(a))), tensors(json.loads(read_text_maybe_gzip(b)))
             worst = max((float(np.abs(ours[k] - theirs[k]).max()) for k in ours.keys() & theirs.keys() if ours[k].shape == theirs[k].shape and ours[k].size), default=0.0)
             mismatched = sorted(k for k in ours.keys() ^ theirs.keys()) + sorted(k for k in ours.keys() & theirs.keys() if ours[k].shape != theirs[k].shape)
             print(f"{'differs':16}  {name}: {len(ours)} tensors, max abs diff {worst:.3g}{f', not comparable: {mismatched[:3]}' if mismatched else ''}")

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the GPU host from the repository root (see scripts/gpu-host/bundle.mjs for what travels):
 # regenerates the fixtures with the export tool in PyTorch, then checks our runtime against their
-# goldens on the CPU and on WebGPU (with GPU residency), compares our pipeline with the Python
-# original's stream goldens on both, records those goldens again here with the original (when
-# .vendor/StreamDiffusion/src travels), and runs the main job on the tiny and the full-size SD-Turbo
+# goldens on the CPU and on WebGPU (with GPU residency), records the Python original's stream goldens
+# here (when .vendor/StreamDiffusion/src travels) and compares our pipeline with them on both, and runs the main job on the tiny and the full-size SD-Turbo
 # (random weights) on WebGPU. Results land in $OUT.
 #   SKIP_FIXTURES=1   use the committed fixtures as they are
 #   SKIP_FULL_SIZE=1  no full-size SD-Turbo export and runs
@@ -35,25 +34,25 @@ if [[ ${SKIP_FULL_SIZE:-0} != 1 && -d $FULL_SIZE_DIR/unet ]]; then
   echo "::: main job on webgpu, full-size SD-Turbo (random weights, fp16), 512x512"
   timeout 180 node .gpuhost-app/inspect-model.mjs --device webgpu --model "$FULL_SIZE_DIR" --size 512 --repeat 20 2>&1 | tee -a "$OUT/inspect-webgpu.txt"
 fi
-for device in cpu webgpu; do
-  echo "::: stream goldens (Python original) on $device"
-  timeout 180 node .gpuhost-app/compare-stream-goldens.mjs --device "$device" 2>&1 | tee "$OUT/stream-goldens-$device.txt"
-done
+stream_fixtures=$PWD/fixtures/
 if [[ -d .vendor/StreamDiffusion/src ]]; then
-  # The Python original recorded here (this host's torch, its CPU, float32) from the fixture's weights,
-  # compared with the committed goldens, then our pipeline against these host-recorded ones.
+  # The Python original's stream goldens recorded here (this host's torch, its CPU, float32) from the
+  # fixture's weights; our pipeline is then compared with these (they land in $OUT to be committed).
   echo "::: stream goldens recorded on this host with cumulo-autumn/StreamDiffusion"
   ck=/tmp/sdx-stream-goldens
   rm -rf "$ck" && mkdir -p "$ck"
   PYTHONPATH=tools/export:.vendor/diffusers/src timeout 300 python3 -m streamdiffusion_export random-init --arch tiny-sd-turbo \
     --vae taesd --dtype fp32 --seed 0 --device cpu --attention fused --out "$ck/tiny" --save-checkpoint "$ck/checkpoint" 2>&1 | tail -2
   PYTHONPATH=tools/export:.vendor/diffusers/src timeout 300 python3 -m streamdiffusion_export stream-goldens "$ck/checkpoint" \
-    --streamdiffusion-src .vendor/StreamDiffusion/src --streamdiffusion-commit "${STREAMDIFFUSION_COMMIT:-unknown}" \
+    --streamdiffusion-src .vendor/StreamDiffusion/src ${STREAMDIFFUSION_COMMIT:+--streamdiffusion-commit "$STREAMDIFFUSION_COMMIT"} \
     --out "$OUT/stream-diffusion.json.gz" 2>&1 | tee "$OUT/stream-goldens-record.txt"
   cp -r fixtures "$ck/fixtures" && cp "$OUT/stream-diffusion.json.gz" "$ck/fixtures/goldens/"
-  echo "::: our pipeline against the host-recorded goldens, webgpu"
-  STREAMDIFFUSION_FIXTURES=$ck/fixtures/ timeout 180 node .gpuhost-app/compare-stream-goldens.mjs --device webgpu 2>&1 | tee "$OUT/stream-goldens-host-recorded-webgpu.txt"
+  stream_fixtures=$ck/fixtures/
 fi
+for device in cpu webgpu; do
+  echo "::: our pipeline against the Python original's stream goldens ($stream_fixtures) on $device"
+  STREAMDIFFUSION_FIXTURES=$stream_fixtures timeout 180 node .gpuhost-app/compare-stream-goldens.mjs --device "$device" 2>&1 | tee "$OUT/stream-goldens-$device.txt"
+done
 if [[ ${SKIP_FULL_SIZE:-0} != 1 && -d $FULL_SIZE_DIR/unet ]]; then
   echo "::: img2img, full-size SD-Turbo (random weights, fp16), 512x512, webgpu, 30 frames"
   timeout 180 node .gpuhost-app/img2img.mjs --device webgpu --model "$FULL_SIZE_DIR" --image fixtures/images/example.png \

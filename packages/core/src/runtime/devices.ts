@@ -139,7 +139,7 @@ export async function checkDevice(device: Device, environment: DeviceEnvironment
       if (absent.length > 0) {
         return unavailable(
           'provider-libraries',
-          `the ${device} provider libraries are not installed (${absent.join(', ')} missing in ${environment.providerFolder}); onnxruntime-node's installer downloads them from NuGet when run with ONNXRUNTIME_NODE_INSTALL=cuda12: \`ONNXRUNTIME_NODE_INSTALL=cuda12 node ${join(environment.providerFolder, '..', '..', '..', '..', 'script', 'install.js')}\` (pnpm and npm 11 do not run it on install by themselves); they also need CUDA 12${device === 'tensorrt' ? ' and TensorRT' : ''} on the machine`,
+          `the ${device} provider libraries are not installed (${absent.join(', ')} missing in ${environment.providerFolder}); onnxruntime-node's installer downloads them from NuGet when run with ONNXRUNTIME_NODE_INSTALL=cuda12: \`ONNXRUNTIME_NODE_INSTALL=cuda12 node ${join(environment.providerFolder, '..', '..', '..', '..', 'script', 'install.js')}\` (pnpm, and npm where install scripts need approval, do not run it on install); they also need CUDA 12${device === 'tensorrt' ? ' and TensorRT' : ''} on the machine`,
         );
       }
       break;
