@@ -62,9 +62,10 @@ CASES: dict[str, dict[str, Any]] = {
     "n2-f2-full": {"t_index_list": [32, 45], "cfg_type": "full", "frame_buffer_size": 2},
     "n2-initialize-delta": {"t_index_list": [32, 45], "cfg_type": "initialize", "delta": 0.7},
     # guidance_scale ≤ 1 turns guidance off for every cfg type: no negative batch, no stock-noise
-    # guidance (the stock noise is still carried for self/initialize).
-    "n2-full-guidance-1": {"t_index_list": [32, 45], "cfg_type": "full", "guidance_scale": 1.0},
-    "n2-self-guidance-1": {"t_index_list": [32, 45], "cfg_type": "self", "guidance_scale": 1.0},
+    # guidance (the stock noise is still carried for self/initialize). 0.5, not 1: at 1 guided and
+    # unguided agree up to rounding, so only a scale below 1 shows guidance was really left off.
+    "n2-full-guidance-0.5": {"t_index_list": [32, 45], "cfg_type": "full", "guidance_scale": 0.5},
+    "n2-self-guidance-0.5": {"t_index_list": [32, 45], "cfg_type": "self", "guidance_scale": 0.5},
 }
 
 
@@ -199,6 +200,11 @@ def keep_init_noise(stream: Any) -> None:
     stream.predict_x0_batch = predict_x0_batch
 
 
+def crashes_unguided(settings: dict[str, Any]) -> bool:
+    """Whether the original crashes on these settings in ``prepare`` (see :func:`unguided`)."""
+    return settings.get("guidance_scale", GUIDANCE_SCALE) <= 1 and settings["cfg_type"] in ("full", "initialize")
+
+
 def unguided(stream: Any, guidance_scale: float) -> None:
     """Works around the original's crash with guidance_scale ≤ 1 and cfg_type full or initialize:
     ``prepare`` asks diffusers for no negative embeddings (guidance off) and then concatenates them
@@ -260,7 +266,7 @@ def record(
             cfg_type=settings["cfg_type"],
         )
         guidance_scale = settings.get("guidance_scale", GUIDANCE_SCALE)
-        crashes = guidance_scale <= 1 and settings["cfg_type"] in ("full", "initialize")
+        crashes = crashes_unguided(settings)
         stream.prepare(
             PROMPT,
             negative_prompt=NEGATIVE_PROMPT,
@@ -307,7 +313,6 @@ def record(
         fixed = f > 1
         latents = run(settings, fixed)
         sequential = not settings.get("use_denoising_batch", True)
-        crashes = settings.get("guidance_scale", GUIDANCE_SCALE) <= 1 and settings["cfg_type"] in ("full", "initialize")
         image = last_images[0]
         cases[name] = {
             "settings": {"guidance_scale": GUIDANCE_SCALE, **settings, "frame_buffer_size": f, "seed": SEED},
@@ -316,7 +321,7 @@ def record(
             else "original, keeping its seeded init_noise (keep_init_noise)"
             if sequential
             else "original, past its guidance ≤ 1 crash (unguided)"
-            if crashes
+            if crashes_unguided(settings)
             else "original",
             "latents": encode_tensor(latents),
         }
