@@ -14,6 +14,14 @@ const onnxruntime = {
   message: 'Only packages/core/src/runtime/ imports onnxruntime (onnxruntime-node, -common or -web); use the runtime layer.',
 };
 
+/** The same rule for `import('onnxruntime-…')` and `require('onnxruntime-…')`, which no-restricted-imports does not see. */
+const onnxruntimeSource = '/^onnxruntime-(node|common|web)\\b/'; // a selector regex cannot hold a "/"
+const onnxruntimeLoads = [
+  { selector: `ImportExpression[source.value=${onnxruntimeSource}]`, message: onnxruntime.message },
+  { selector: `CallExpression[callee.name='require'][arguments.0.value=${onnxruntimeSource}]`, message: onnxruntime.message },
+  { selector: `CallExpression[callee.callee.name='createRequire'][arguments.0.value=${onnxruntimeSource}]`, message: onnxruntime.message },
+];
+
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', '**/.turbo/**', '.vendor/**', '.gpuhost/**', '.gpuhost-app/**', '.gl/**', 'coverage/**'] },
   js.configs.recommended,
@@ -28,11 +36,12 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/require-await': 'off',
       'no-restricted-imports': ['error', { patterns: [onnxruntime] }],
+      'no-restricted-syntax': ['error', ...onnxruntimeLoads],
     },
   },
   {
     files: ['packages/core/src/runtime/**'],
-    rules: { 'no-restricted-imports': 'off' },
+    rules: { 'no-restricted-imports': 'off', 'no-restricted-syntax': 'off' },
   },
   {
     files: ['packages/!(core)/**', 'apps/**'],

@@ -12,7 +12,9 @@ async function restrictedImports(code: string, path: string): Promise<string[]> 
   // A probe that does not parse reports no rule at all: that must not read as "allowed".
   const fatal = result?.messages.find((message) => message.fatal === true);
   if (fatal !== undefined) throw new Error(`${path} did not parse: ${fatal.message}`);
-  return (result?.messages ?? []).filter((message) => message.ruleId === 'no-restricted-imports').map((message) => message.message);
+  return (result?.messages ?? [])
+    .filter((message) => message.ruleId === 'no-restricted-imports' || message.ruleId === 'no-restricted-syntax')
+    .map((message) => message.message);
 }
 
 describe('import boundaries', () => {
@@ -30,7 +32,7 @@ describe('import boundaries', () => {
     expect(await restrictedImports(code, 'packages/ip-adapter/src/probe.mjs')).toEqual([]);
   });
 
-  it('allows onnxruntime only in core/src/runtime: node, common and web, their subpaths, type imports and re-exports', async () => {
+  it('allows onnxruntime only in core/src/runtime: node, common and web, their subpaths, type imports, re-exports, import() and require()', async () => {
     const imports = [
       "import ort from 'onnxruntime-node';",
       "import { listSupportedBackends } from 'onnxruntime-node/dist/backend.js';",
@@ -38,6 +40,9 @@ describe('import boundaries', () => {
       "import type { InferenceSession } from 'onnxruntime-common/dist/esm/index.js';",
       "import * as web from 'onnxruntime-web';",
       "export { Tensor } from 'onnxruntime-web/webgpu';",
+      "const ort = await import('onnxruntime-node');",
+      "import { createRequire } from 'node:module';\nconst ort = createRequire(import.meta.url)('onnxruntime-node');",
+      "const ort = require('onnxruntime-common');",
     ];
     for (const line of imports) {
       const code = `${line}\n`;
