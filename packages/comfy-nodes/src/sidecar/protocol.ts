@@ -21,7 +21,8 @@ export function encodeMessage(json: Record<string, unknown>, binary: Uint8Array 
 
 /**
  * Messages out of a byte stream, however it is chunked. Chunks are only collected until a message's
- * bytes are all there, then joined once: a frame arriving in many chunks is not copied per chunk.
+ * bytes are all there, then joined once: a frame arriving in many chunks is not copied per chunk,
+ * and its binary part is a view of those bytes (valid while the message is used, as the service does).
  */
 export async function* decodeMessages(chunks: AsyncIterable<Buffer>): AsyncGenerator<Message> {
   const held: Buffer[] = [];
@@ -42,7 +43,8 @@ export async function* decodeMessages(chunks: AsyncIterable<Buffer>): AsyncGener
       }
       const json = JSON.parse(pending.subarray(8, 8 + jsonLength).toString('utf8')) as unknown;
       if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('a message’s JSON part must be an object');
-      yield { json: json as Record<string, unknown>, binary: new Uint8Array(pending.subarray(8 + jsonLength, total)) };
+      // A view, not a copy: frames are megabytes, and the service only reads them.
+      yield { json: json as Record<string, unknown>, binary: new Uint8Array(pending.buffer, pending.byteOffset + 8 + jsonLength, total - 8 - jsonLength) };
       const rest = pending.subarray(total);
       held.splice(0, held.length, ...(rest.length > 0 ? [rest] : []));
       size = rest.length;
