@@ -288,8 +288,6 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   // the PROMPT_CACHE_SIZE most recently used kept (a live session cycling through prompts would
   // otherwise keep every one it ever saw: 315 KB each at SD-Turbo's width).
   const embeddings = new Map<string, Promise<Float32Array>>();
-  // Never fewer than the prompts one state blends (+ the negative), or a blend would evict itself.
-  let cacheCapacity = PROMPT_CACHE_SIZE;
   const embed = (prompt: string): Promise<Float32Array> => {
     let values = embeddings.get(prompt);
     if (values !== undefined) {
@@ -309,21 +307,35 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
       });
       embeddings.set(prompt, values);
       for (const oldest of embeddings.keys()) {
-        if (embeddings.size <= cacheCapacity) break;
+        if (embeddings.size <= PROMPT_CACHE_SIZE) break;
         embeddings.delete(oldest);
       }
     }
     return values;
   };
 
-  /** Encodes the prompts `parameters` use ahead of `buildState`, which then finds them cached. */
-  const encodePrompts = async (parameters: HotParameters): Promise<void> => {
+  /** The text embeddings `parameters` ask for: the (blended) prompt, and the negative prompt where guidance uses it. */
+  interface PromptEmbeddings {
+    readonly conditional: Float32Array;
+    readonly unconditional: Float32Array;
+  }
+  const promptEmbeddings = async (parameters: HotParameters): Promise<PromptEmbeddings> => {
     const prompts = blendingList(parameters.prompt_blending, 'prompt_list', 'slerp');
-    // The negative prompt only when buildState will use it (guided initialize / full).
+    // The negative prompt only for guided initialize / full.
     const guided = parameters.guidance_scale > 1 && (cfgType === 'initialize' || cfgType === 'full');
-    const texts = prompts === undefined ? [parameters.prompt] : prompts.items.map(([prompt]) => prompt);
-    cacheCapacity = Math.max(PROMPT_CACHE_SIZE, texts.length + 1);
-    await Promise.all([...texts, ...(guided ? [parameters.negative_prompt] : [])].map(embed));
+    const [encoded, negative] = await Promise.all([
+      Promise.all((prompts === undefined ? [parameters.prompt] : prompts.items.map(([prompt]) => prompt)).map(embed)),
+      guided ? embed(parameters.negative_prompt) : undefined,
+    ]);
+    const conditional =
+      prompts === undefined
+        ? encoded[0]!
+        : blendEmbeddings(
+            encoded,
+            blendWeights(prompts.items.map(([, weight]) => weight), { field: 'prompt_blending', normalize: parameters.normalize_prompt_weights }),
+            prompts.method,
+          );
+    return { conditional, unconditional: negative ?? conditional };
   };
 
   /**
@@ -341,7 +353,8 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
     readonly stepGenerator: TorchGenerator;
   }
 
-  const buildState = async (parameters: HotParameters, previous?: FrameState): Promise<FrameState> => {
+  /** `embedded`: the prompts' embeddings when the caller computed them ahead (an update, beside the frames). */
+  const buildState = async (parameters: HotParameters, previous?: FrameState, embedded?: PromptEmbeddings): Promise<FrameState> => {
     const constants = schedule.streamConstants({ numInferenceSteps: parameters.num_inference_steps, tIndexList: parameters.t_index_list });
     const n = constants.timesteps.length;
     const noiseKey = (p: HotParameters) => JSON.stringify([p.seed, p.seed_blending, p.normalize_seed_weights]);
@@ -359,17 +372,7 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
               seeds.items.map(([seed]) => createTorchGenerator(seed).randn(noiseShape)),
               blendWeights(seeds.items.map(([, weight]) => weight), { field: 'seed_blending', normalize: parameters.normalize_seed_weights }),
             );
-    const prompts = blendingList(parameters.prompt_blending, 'prompt_list', 'slerp');
-    const conditional =
-      prompts === undefined
-        ? await embed(parameters.prompt)
-        : blendEmbeddings(
-            await Promise.all(prompts.items.map(([prompt]) => embed(prompt))),
-            blendWeights(prompts.items.map(([, weight]) => weight), { field: 'prompt_blending', normalize: parameters.normalize_prompt_weights }),
-            prompts.method,
-          );
-    const guided = parameters.guidance_scale > 1 && (cfgType === 'initialize' || cfgType === 'full');
-    const unconditional = guided ? await embed(parameters.negative_prompt) : conditional;
+    const { conditional, unconditional } = embedded ?? (await promptEmbeddings(parameters));
     const rowSize = conditional.length;
     const hiddenStates = new Map<string, Float32Array>();
     const encoderHiddenStates = (rows: readonly boolean[]): Float32Array => {
@@ -553,7 +556,6 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   const encodeAgain = async (): Promise<void> => {
     const revision = model.textEncoderRevision;
     embeddings.clear();
-    await encodePrompts(state.parameters);
     state = await buildState(state.parameters, state);
     textEncoderRevision = revision;
   };
@@ -699,11 +701,14 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
         const applied = (Object.keys(changes) as (keyof HotParameters)[]).filter((key) => JSON.stringify(changes[key]) !== JSON.stringify(current[key]));
         const prepared = await prepareWrapperUpdates(wrappers, wrapperChanges);
         try {
-          if (applied.length > 0) await encodePrompts(next);
-          // Everything prepared; the state is built and swapped between frames, so a failure
-          // anywhere leaves the stream as it was.
+          // New prompts are encoded here, beside the frames; the state is built and swapped between
+          // frames, so a failure anywhere leaves the stream as it was.
+          const revision = model.textEncoderRevision;
+          const embedded = applied.length > 0 ? await promptEmbeddings(next) : undefined;
           return await serial(async () => {
-            const nextState = applied.length > 0 ? await buildState(next, state) : state;
+            // A LoRA swapped the text encoder meanwhile: those embeddings are stale, encode in turn.
+            const fresh = model.textEncoderRevision === revision ? embedded : undefined;
+            const nextState = embedded !== undefined ? await buildState(next, state, fresh) : state;
             prepared.commit();
             state = nextState;
             return {
