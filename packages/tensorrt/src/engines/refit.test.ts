@@ -11,13 +11,14 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoraMerger, loraSetHash } from '../lora/hot-lora.js';
 import { encodeModel, readModel } from '../onnx/onnx-model.js';
 import { createEngineStore, type EngineStore, type StoredEngine } from './engine-store.js';
+import { EP_CONTEXT_FILE, writeEpContextModel } from './ep-context.js';
 import { EngineRefitError, parseRefitLine, refitArguments, refitEngine, TensorrtPythonNotFoundError } from './refit.js';
 
 const fixture = (path: string): string => fileURLToPath(new URL(`../../../../fixtures/${path}`, import.meta.url));
@@ -136,6 +137,28 @@ describe('refitting a refittable UNet engine with a LoRA set (fake TensorRT Pyth
     expect(rescaled.key).not.toBe(refitted.key);
     expect(await callsMade()).toHaveLength(2);
     expect(await refitEngine({ engine: base, loras: [], store })).toMatchObject({ built: false, key: base.key });
+  });
+
+  it('copies the base engine’s EPContext wrapper (the one a build writes), which is the one the refitted engine needs', async () => {
+    const own = createEngineStore({ folder: join(folder, 'store-with-wrappers') });
+    const onnx = join(folder, 'model', 'unet', 'model.onnx');
+    const info = await stat(onnx);
+    const wrapped = await own.ensure({
+      meta: { onnxSha256: sha256(await readFile(onnx)), loraHash: null, precision: 'fp16', inputs: [], computeCapability: '9.0', tensorrtVersion: '10.3.0', refittable: true, name: 'unet', kind: 'unet', onnx: { path: onnx, bytes: info.size, mtimeMs: info.mtimeMs } },
+      build: async (enginePath) => {
+        await writeFile(enginePath, 'base engine');
+        // As buildEngine leaves it.
+        await writeEpContextModel({ onnx, engine: enginePath, output: join(dirname(enginePath), EP_CONTEXT_FILE), computeCapability: '9.0' });
+      },
+    });
+    const refitted = await refitEngine({ engine: wrapped, loras: [{ path: KOHYA, scale: 0.7 }], store: own });
+    expect(refitted.built).toBe(true);
+    const copied = await readFile(join(refitted.folder, EP_CONTEXT_FILE));
+    expect(copied).toEqual(await readFile(join(wrapped.folder, EP_CONTEXT_FILE)));
+    // Byte for byte what writing the refitted engine's own wrapper gives.
+    const fresh = join(folder, 'fresh-wrapper', EP_CONTEXT_FILE);
+    await writeEpContextModel({ onnx, engine: join(dirname(fresh), 'engine.plan'), output: fresh, computeCapability: '9.0' });
+    expect(copied).toEqual(await readFile(fresh));
   });
 
   it('gives the refitter the external data files beside the merged model', async () => {

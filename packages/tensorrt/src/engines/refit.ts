@@ -5,7 +5,7 @@
  * its own key (the base engine's parts plus the LoRA set's hash), so switching back and forth
  * between LoRA sets costs one refit each the first time and nothing after.
  */
-import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, StreamDiffusionError } from '@streamdiffusion/core';
@@ -125,12 +125,31 @@ export async function refitEngine(options: RefitEngineOptions): Promise<StoredEn
           for (const name of await readdir(dirname(meta.onnx.path))) if (name !== basename(meta.onnx.path)) await symlink(join(dirname(meta.onnx.path), name), join(folder, name));
         }
         await runRefit({ python, args: refitArguments({ engine: engine.enginePath, onnx, output: enginePath }), engine: meta.name, progress });
-        await writeEpContextModel({ onnx: meta.onnx.path, engine: enginePath, output: join(dirname(enginePath), EP_CONTEXT_FILE), computeCapability: meta.computeCapability });
+        await copyWrapper({ base: engine, enginePath, onnx: meta.onnx.path, computeCapability: meta.computeCapability });
       } finally {
         await rm(folder, { recursive: true, force: true });
       }
     },
   });
+}
+
+/**
+ * The refitted engine's EPContext wrapper: the base engine's, copied. A wrapper holds the engine's
+ * file name (relative to its folder), the ONNX file's name, inputs and outputs, and the compute
+ * capability, all the same for a refit of that engine; writing it afresh would decode the whole
+ * UNet (gigabytes) for nothing. A base engine stored without one gets it written.
+ */
+async function copyWrapper(options: { readonly base: StoredEngine; readonly enginePath: string; readonly onnx: string; readonly computeCapability: string }): Promise<void> {
+  const output = join(dirname(options.enginePath), EP_CONTEXT_FILE);
+  if (basename(options.enginePath) === basename(options.base.enginePath)) {
+    try {
+      await copyFile(join(options.base.folder, EP_CONTEXT_FILE), output);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+  await writeEpContextModel({ onnx: options.onnx, engine: options.enginePath, output, computeCapability: options.computeCapability });
 }
 
 /** Runs the refit script, turning its events into progress lines and its failures into typed errors. */
