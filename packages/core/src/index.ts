@@ -74,6 +74,7 @@ export {
   type FrameTiming,
 } from './stream/frame-stream.js';
 export { FRAME_STAGES, measureStream, movingPattern, type StreamMeasurement } from './stream/measure-stream.js';
+export { createRecentCache, type RecentCache } from './cache/recent-cache.js';
 export { createTorchGenerator, type TorchGenerator } from './noise/torch-generator.js';
 export { torchRandn } from './noise/torch-randn.js';
 export {

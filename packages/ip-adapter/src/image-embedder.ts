@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { hostTensor, InvalidArgumentError, ModelFolderError, type RgbImage, type Runtime, type SessionSet } from '@streamdiffusion/core';
+import { createRecentCache, hostTensor, InvalidArgumentError, ModelFolderError, type RgbImage, type Runtime, type SessionSet } from '@streamdiffusion/core';
 import type { AdapterFiles } from './adapter-folder.js';
 import { clipPixelValues, readClipPreprocessing, type ClipPreprocessing, type StyleImageSource } from './clip-image.js';
 
@@ -81,22 +81,9 @@ export async function createImageEmbedder(runtime: Runtime, files: AdapterFiles)
       throw new ModelFolderError({ problem: 'bad-signature', path: files.projection, message: `takes ${PROJECTION_INPUT} [batch, ${projectionShape.join(', ')}], but the encoder's ${config.input} is [batch, ${embedShape.join(', ')}]: this encoder is not the one the adapter was made for` });
     }
 
-    /** A map that keeps its most recently used `CACHE_SIZE` entries. */
-    const remember = (cache: Map<string, Promise<Float32Array>>, key: string, make: () => Promise<Float32Array>): Promise<Float32Array> => {
-      let made = cache.get(key);
-      if (made === undefined) {
-        made = make();
-        made.catch(() => cache.delete(key));
-        while (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!);
-      } else {
-        cache.delete(key);
-      }
-      cache.set(key, made);
-      return made;
-    };
     /** Each image's embedding, and each blend's tokens (a scale change re-uses them: no model runs). */
-    const embeddings = new Map<string, Promise<Float32Array>>();
-    const blends = new Map<string, Promise<Float32Array>>();
+    const embeddings = createRecentCache<Float32Array>(CACHE_SIZE);
+    const blends = createRecentCache<Float32Array>(CACHE_SIZE);
     let runs = 0;
     const encode = async (pixels: Float32Array): Promise<Float32Array> => {
       runs += 1;
@@ -138,9 +125,9 @@ export async function createImageEmbedder(runtime: Runtime, files: AdapterFiles)
       async tokensFor(images, field) {
         const keys = await Promise.all(images.map((item, index) => keyOf(item.image, images.length === 1 ? field : `${field}.${index}.image`)));
         const blendKey = keys.map((key, index) => `${key}*${images[index]!.weight}`).join('|');
-        return remember(blends, blendKey, async () => {
+        return blends.get(blendKey, async () => {
           const made = await Promise.all(
-            images.map((item, index) => remember(embeddings, keys[index]!, async () => encode(await clipPixelValues(item.image, preprocessing, images.length === 1 ? field : `${field}.${index}.image`)))),
+            images.map((item, index) => embeddings.get(keys[index]!, async () => encode(await clipPixelValues(item.image, preprocessing, images.length === 1 ? field : `${field}.${index}.image`)))),
           );
           const blended = new Float32Array(probe.length);
           made.forEach((embedding, index) => {

@@ -3,6 +3,7 @@
  * noise, the LCM constants, the stream batch, the similarity filter, and images in and out.
  * Runs models through the runtime's worker; the stream-batch math runs on host float32 arrays.
  */
+import { createRecentCache } from '../cache/recent-cache.js';
 import { DisposedError, InvalidArgumentError } from '../errors/errors.js';
 import { imageToTensor, tensorToImage, type ImageSource, type RgbImage } from '../image/image.js';
 import type { LoadedModel } from '../model-folder/load-model.js';
@@ -287,32 +288,14 @@ export async function createStreamDiffusion<const Wrappers extends readonly AnyU
   // Prompt embeddings, computed once per distinct prompt (an update re-encodes only a new prompt),
   // the PROMPT_CACHE_SIZE most recently used kept (a live session cycling through prompts would
   // otherwise keep every one it ever saw: 315 KB each at SD-Turbo's width).
-  const embeddings = new Map<string, Promise<Float32Array>>();
-  const embed = (prompt: string): Promise<Float32Array> => {
-    let values = embeddings.get(prompt);
-    if (values !== undefined) {
-      // Most recently used last: Map keeps insertion order.
-      embeddings.delete(prompt);
-      embeddings.set(prompt, values);
-    } else {
-      values = model.prompts.encode(prompt).then(async (tensor) => {
-        const read = await tensor.float32();
-        await tensor.dispose();
-        return read;
-      });
-      // A failed encoding is not cached: the next try encodes again.
-      const pending = values;
-      pending.catch(() => {
-        if (embeddings.get(prompt) === pending) embeddings.delete(prompt);
-      });
-      embeddings.set(prompt, values);
-      for (const oldest of embeddings.keys()) {
-        if (embeddings.size <= PROMPT_CACHE_SIZE) break;
-        embeddings.delete(oldest);
-      }
-    }
-    return values;
-  };
+  const embeddings = createRecentCache<Float32Array>(PROMPT_CACHE_SIZE);
+  const embed = (prompt: string): Promise<Float32Array> =>
+    embeddings.get(prompt, async () => {
+      const tensor = await model.prompts.encode(prompt);
+      const read = await tensor.float32();
+      await tensor.dispose();
+      return read;
+    });
 
   /** The text embeddings `parameters` ask for: the (blended) prompt, and the negative prompt where guidance uses it. */
   interface PromptEmbeddings {
