@@ -35,7 +35,10 @@ if [[ ${SKIP_FULL_SIZE:-0} != 1 && -d $FULL_SIZE_DIR/unet ]]; then
   timeout 180 node .gpuhost-app/inspect-model.mjs --device webgpu --model "$FULL_SIZE_DIR" --size 512 --repeat 20 2>&1 | tee -a "$OUT/inspect-webgpu.txt"
 fi
 stream_fixtures=$PWD/fixtures/
-if [[ -d .vendor/StreamDiffusion/src ]]; then
+if [[ ${SKIP_FIXTURES:-0} != 1 ]]; then
+  # make-fixtures.sh above recorded them into fixtures/ already (when the original's source travels).
+  cp fixtures/goldens/stream-diffusion.json.gz "$OUT/"
+elif [[ -d .vendor/StreamDiffusion/src ]]; then
   # The Python original's stream goldens recorded here (this host's torch, its CPU, float32) from the
   # fixture's weights; our pipeline is then compared with these (they land in $OUT to be committed).
   echo "::: stream goldens recorded on this host with cumulo-autumn/StreamDiffusion"
@@ -60,12 +63,14 @@ if [[ ${SKIP_FULL_SIZE:-0} != 1 && -d $FULL_SIZE_DIR/unet ]]; then
   timeout 180 node .gpuhost-app/img2img.mjs --device webgpu --model "$FULL_SIZE_DIR" --image fixtures/images/example.png \
     --size 512 --steps 45 --frames 30 --out "$OUT/img2img-512-1step.png" 2>&1 | tee -a "$OUT/img2img-webgpu.txt"
 fi
-if [[ ${CHECK_REGENERATION:-0} == 1 ]]; then
+if [[ ${CHECK_REGENERATION:-0} == 1 && ${SKIP_FIXTURES:-0} != 1 ]]; then
+  echo "CHECK_REGENERATION needs SKIP_FIXTURES=1: fixtures/ was just regenerated in place, there is nothing committed to compare with"
+elif [[ ${CHECK_REGENERATION:-0} == 1 ]]; then
   # The documented regeneration command, run in a copy: does it still make what is committed?
   echo "::: make-fixtures.sh in a copy, compared with the committed fixtures"
   regen=/tmp/sdx-regen
   rm -rf "$regen" && mkdir -p "$regen"
-  cp -r tools fixtures "$regen/" && ln -s "$PWD/.vendor" "$regen/.vendor"
+  cp -r tools scripts fixtures "$regen/" && ln -s "$PWD/.vendor" "$regen/.vendor"
   (cd "$regen" && SKIP_FULL_SIZE=1 timeout 420 bash tools/export/scripts/make-fixtures.sh) > "$OUT/make-fixtures.log" 2>&1
   echo "make-fixtures.sh exit $?; last lines:" && tail -5 "$OUT/make-fixtures.log"
   python3 scripts/gpu-host/compare-fixture-trees.py fixtures "$regen/fixtures" 2>&1 | tee "$OUT/fixtures-regenerated.txt"

@@ -6,7 +6,7 @@
 #
 #   bash tools/export/scripts/make-fixtures.sh        # from the repository root
 #
-# Needs python3 with torch, transformers, onnx, onnxruntime, numpy, safetensors, regex, and
+# Needs node (the size check) and python3 with torch, transformers, onnx, onnxruntime, numpy, safetensors, regex, and
 # diffusers installed or its source at .vendor/diffusers/src. Runs offline. The stream goldens also
 # need cumulo-autumn/StreamDiffusion's source (STREAMDIFFUSION_SRC); without it that one step is
 # skipped and the committed goldens/stream-diffusion.json.gz is left as it is.
@@ -128,20 +128,8 @@ section "fixture sizes"
 find fixtures -type f | LC_ALL=C sort | while read -r file; do
   printf '%10d  %s\n' "$(stat -c %s "$file")" "$file"
 done
-# The budget, 10 MB decimal, covers every file under the three fixture folders (the packages' own
-# test fixtures too), as scripts/fixtures-size.mjs counts them; here, what is on disk after this run.
-fixture_roots=()
-for root in fixtures packages/core/test-fixtures packages/controlnet/test-fixtures; do
-  [[ -d $root ]] && fixture_roots+=("$root")
-done
-budget=10000000
-total=$(find "${fixture_roots[@]}" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
-printf '%10d  total of fixtures/ (%s)\n' "$(find fixtures -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')" "$(du -sh fixtures | cut -f1)"
-printf '%10d  total of %s: %d bytes of the %d-byte budget left\n' "$total" "${fixture_roots[*]}" $((budget - total)) "$budget"
-if ((total > budget)); then
-  echo "error: the fixtures exceed their budget of 10 MB ($budget bytes) by $((total - budget)) bytes" >&2
-  exit 1
-fi
+# The budget (10 MB decimal, every file under the three fixture folders): the same check as CI's.
+node scripts/fixtures-size.mjs
 
 if [[ -n "${OUT:-}" ]]; then
   section "packing fixtures into $OUT/fixtures.tar.xz"
