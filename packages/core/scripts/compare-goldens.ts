@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { createRuntime, type DeviceRequest } from '../src/index.js';
 import { compareFixtureGoldens, GOLDEN_FIXTURES, tolerance } from '../test-support/goldens.js';
-import { checkResidency, type ResidencyCheck } from '../test-support/residency.js';
+import { checkResidency, residencyHolds, type ResidencyCheck } from '../test-support/residency.js';
 
 const { values } = parseArgs({ options: { device: { type: 'string', default: 'cpu' }, json: { type: 'boolean', default: false } } });
 const runtime = await createRuntime({ device: values.device as DeviceRequest });
@@ -27,7 +27,7 @@ try {
   }
   if (runtime.device.device === 'webgpu') {
     const check = await checkResidency(runtime);
-    const ok = check.held.gpuTensors === 1 && check.held.tensors === 1 && check.readBack === check.expectedValues && check.afterDispose.tensors === 0;
+    const ok = residencyHolds(check);
     if (!ok) failed += 1;
     residency = { ...check, ok };
   }

@@ -28,3 +28,14 @@ export async function checkResidency(runtime: Runtime): Promise<ResidencyCheck> 
   const after = await runtime.stats();
   return { held: { tensors, gpuTensors }, readBack, afterDispose: { tensors: after.tensors, gpuTensors: after.gpuTensors }, expectedValues };
 }
+
+/** Whether the check shows residency: one output held, on the GPU, read back whole, nothing left after dispose. */
+export function residencyHolds(check: ResidencyCheck): boolean {
+  return (
+    check.held.tensors === 1 &&
+    check.held.gpuTensors === 1 &&
+    check.readBack === check.expectedValues &&
+    check.afterDispose.tensors === 0 &&
+    check.afterDispose.gpuTensors === 0
+  );
+}
