@@ -6,12 +6,12 @@
  * where the plan comes from and where progress lines go.
  */
 import { join } from 'node:path';
-import { StreamDiffusionError } from '@streamdiffusion/core';
+import { createRuntime, StreamDiffusionError } from '@streamdiffusion/core';
 import type { LoraEntry } from '../lora/hot-lora.js';
 import type { EnginePlan, EnginePlanOptions, PlannedEngine } from './engine-plan.js';
 import { engineKey, type BuildEnvironment, type EngineStore, type LockHolder } from './engine-store.js';
 import { EP_CONTEXT_FILE } from './ep-context.js';
-import { refitArguments, refitEngine } from './refit.js';
+import { refitArguments, refitEngine, type RefitEngineOptions } from './refit.js';
 import { buildEngine, findTrtexec, plannedEngineKeyParts, probeComputeCapability, probeTensorrtVersion, trtexecArguments, TrtexecNotFoundError, type TrtexecSettings } from './trtexec.js';
 
 /** trtexec is there but the GPU cannot be asked what it is (no NVIDIA driver, no nvidia-smi). */
@@ -142,7 +142,7 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
         }
       },
     });
-    const refitted = refit && engine.kind === 'unet' ? await refitEngine({ engine: result, loras, store, ...(options.python === undefined ? {} : { python: options.python }), onProgress: progress, onWait: (holder) => progress(waiting(`${engine.name} (refit)`, holder)) }) : undefined;
+    const refitted = refit && engine.kind === 'unet' ? await refitOnCpu({ engine: result, loras, store, ...(options.python === undefined ? {} : { python: options.python }), onProgress: progress, onWait: (holder) => progress(waiting(`${engine.name} (refit)`, holder)) }) : undefined;
     built.push({
       name: engine.name,
       key: result.key,
@@ -153,6 +153,16 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
     });
   }
   return { ...base, dryRun: false, trtexec: trtexec!, environment: environment!, engines: built };
+}
+
+/** A refit whose LoRA merge runs on onnxruntime's CPU kernels (a runtime made for it and released after). */
+async function refitOnCpu(options: Omit<RefitEngineOptions, 'runtime'>): ReturnType<typeof refitEngine> {
+  const runtime = await createRuntime({ device: 'cpu' });
+  try {
+    return await refitEngine({ ...options, runtime });
+  } finally {
+    await runtime.dispose();
+  }
 }
 
 /** Engines hold the weights they were built from: LoRAs reach them only by refit. */

@@ -9,14 +9,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError } from '@streamdiffusion/core';
+import { createRuntime, InvalidArgumentError, streamDiffusionConfigSchema } from '@streamdiffusion/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoraMerger, loraSetHash } from '../lora/hot-lora.js';
 import { encodeModel, readModel } from '../onnx/onnx-model.js';
+import { buildEngines } from './build-engines.js';
+import { planEngines } from './engine-plan.js';
 import { createEngineStore, type EngineStore, type StoredEngine } from './engine-store.js';
 import { EP_CONTEXT_FILE, writeEpContextModel } from './ep-context.js';
 import { EngineRefitError, parseRefitLine, refitArguments, refitEngine, TensorrtPythonNotFoundError } from './refit.js';
@@ -159,6 +161,43 @@ describe('refitting a refittable UNet engine with a LoRA set (fake TensorRT Pyth
     const fresh = join(folder, 'fresh-wrapper', EP_CONTEXT_FILE);
     await writeEpContextModel({ onnx, engine: join(dirname(fresh), 'engine.plan'), output: fresh, computeCapability: '9.0' });
     expect(copied).toEqual(await readFile(fresh));
+  });
+
+  it('merges on the runtime it is given (onnxruntime’s CPU kernels: other bytes than the JavaScript merge’s), and buildEngines refits that way', async () => {
+    const loras = [{ path: PEFT, scale: 0.6 }];
+    const unet = base.meta!.onnx.path;
+    const runtime = await createRuntime({ device: 'cpu' });
+    let onRuntime: Uint8Array;
+    try {
+      onRuntime = (await (await createLoraMerger({ unet }, { runtime })).merge(loras)).sources.unet!.bytes!;
+      const own = createEngineStore({ folder: join(folder, 'store-runtime') });
+      const refitted = await refitEngine({ engine: base, loras, store: own, runtime });
+      expect(await readFile(refitted.enginePath, 'utf8')).toBe(`base engine refitted with ${sha256(onRuntime)}`);
+    } finally {
+      await runtime.dispose();
+    }
+    const inJavascript = (await (await createLoraMerger({ unet })).merge(loras)).sources.unet!.bytes!;
+    expect(sha256(inJavascript)).not.toBe(sha256(onRuntime));
+
+    // buildEngines with a LoRA set and refittable engines, through a fake trtexec and nvidia-smi.
+    const bin = join(folder, 'bin');
+    await mkdir(bin, { recursive: true });
+    const fakeTrtexec = [
+      '#!/usr/bin/env node',
+      'const args = process.argv.slice(2);',
+      "if (args[0] === '--help') { console.log('&&&& RUNNING TensorRT.trtexec [TensorRT v100300] # trtexec --help'); process.exit(0); }",
+      "require('node:fs').writeFileSync(args.find((arg) => arg.startsWith('--saveEngine=')).slice('--saveEngine='.length), 'base engine');",
+    ];
+    await writeFile(join(bin, 'trtexec'), `${fakeTrtexec.join('\n')}\n`);
+    await writeFile(join(bin, 'nvidia-smi'), '#!/bin/sh\necho "9.0"\n');
+    await chmod(join(bin, 'trtexec'), 0o755);
+    await chmod(join(bin, 'nvidia-smi'), 0o755);
+    const model = join(folder, 'model');
+    const plan = await planEngines({ config: streamDiffusionConfigSchema.parse({ model_id: model, width: 512, height: 512, t_index_list: [20, 40] }), model });
+    const report = await buildEngines({ plan, store: createEngineStore({ folder: join(folder, 'store-build') }), trtexec: join(bin, 'trtexec'), nvidiaSmi: join(bin, 'nvidia-smi'), refittable: true, loras });
+    if (report.dryRun) throw new Error('not a dry run');
+    const refitted = report.engines.find((engine) => engine.refitted !== undefined)!.refitted!;
+    expect(await readFile(refitted.enginePath, 'utf8')).toBe(`base engine refitted with ${sha256(onRuntime)}`);
   });
 
   it('gives the refitter the external data files beside the merged model', async () => {

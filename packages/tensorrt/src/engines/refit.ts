@@ -8,7 +8,7 @@
 import { copyFile, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { InvalidArgumentError, StreamDiffusionError } from '@streamdiffusion/core';
+import { InvalidArgumentError, StreamDiffusionError, type Runtime } from '@streamdiffusion/core';
 import { createLoraMerger, loraSetHash, type LoraEntry } from '../lora/hot-lora.js';
 import { packageFile } from '../package-file.js';
 import type { EngineStore, LockOptions, StoredEngine } from './engine-store.js';
@@ -71,6 +71,12 @@ export interface RefitEngineOptions extends LockOptions {
   readonly python?: string;
   /** Progress, one line at a time. */
   readonly onProgress?: (line: string) => void;
+  /**
+   * Where the LoRA merge's arithmetic runs (see `LoraOptions.runtime`): onnxruntime's threaded CPU
+   * kernels are about five times faster than JavaScript on a full-size UNet. Without one, the merge
+   * runs in JavaScript on this thread. The caller owns it (refitEngine does not dispose it).
+   */
+  readonly runtime?: Runtime;
 }
 
 const invalid = (engine: StoredEngine, expected: string): InvalidArgumentError => new InvalidArgumentError({ field: 'engine', value: engine.key, expected });
@@ -113,7 +119,7 @@ export async function refitEngine(options: RefitEngineOptions): Promise<StoredEn
     ...(options.onWait === undefined ? {} : { onWait: options.onWait }),
     build: async (enginePath) => {
       // The merged UNet, written beside links to the original's external data files.
-      const merger = await createLoraMerger({ unet: meta.onnx.path }, { log: progress });
+      const merger = await createLoraMerger({ unet: meta.onnx.path }, { log: progress, ...(options.runtime === undefined ? {} : { runtime: options.runtime }) });
       const merged = (await merger.merge(options.loras)).sources.unet;
       const folder = join(store.folder, `.refit-${process.pid}-${randomBytes(4).toString('hex')}`);
       await mkdir(folder, { recursive: true });
