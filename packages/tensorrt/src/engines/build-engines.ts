@@ -11,7 +11,7 @@ import type { LoraEntry } from '../lora/hot-lora.js';
 import type { EnginePlan, EnginePlanOptions, PlannedEngine } from './engine-plan.js';
 import { engineKey, type BuildEnvironment, type EngineStore, type LockHolder } from './engine-store.js';
 import { EP_CONTEXT_FILE } from './ep-context.js';
-import { refitArguments, refitEngine, type RefitEngineOptions } from './refit.js';
+import { refitArguments, refitEngine, refitPython, type RefitEngineOptions } from './refit.js';
 import { buildEngine, findTrtexec, plannedEngineKeyParts, probeComputeCapability, probeTensorrtVersion, trtexecArguments, TrtexecNotFoundError, type TrtexecSettings } from './trtexec.js';
 
 /** trtexec is there but the GPU cannot be asked what it is (no NVIDIA driver, no nvidia-smi). */
@@ -117,7 +117,7 @@ export async function buildEngines(options: BuildEnginesOptions): Promise<BuildE
         const timingCache = environment === undefined ? `${store.folder}/timing-<gpu>-<tensorrt>.cache` : store.timingCachePath(environment);
         const command = [trtexec ?? 'trtexec', ...trtexecArguments({ engine, enginePath, timingCache, ...settings })];
         if (!(refit && engine.kind === 'unet')) return { ...engine, key, stored: stored !== undefined, command };
-        const refitCommand = [options.python ?? process.env.STREAMDIFFUSION_PYTHON ?? 'python3', ...refitArguments({ engine: `${store.folder}/${key ?? '<key>'}/engine.plan`, onnx: `<the UNet with ${loras.length} LoRA(s) merged>`, output: `${store.folder}/.tmp-<refit key>/engine.plan` })];
+        const refitCommand = [refitPython(options.python), ...refitArguments({ engine: `${store.folder}/${key ?? '<key>'}/engine.plan`, onnx: `<the UNet with ${loras.length} LoRA(s) merged>`, output: `${store.folder}/.tmp-<refit key>/engine.plan` })];
         return { ...engine, key, stored: stored !== undefined, command, refitCommand };
       }),
     );

@@ -21,7 +21,7 @@ import { buildEngines } from './build-engines.js';
 import { planEngines } from './engine-plan.js';
 import { createEngineStore, type EngineStore, type StoredEngine } from './engine-store.js';
 import { EP_CONTEXT_FILE, writeEpContextModel } from './ep-context.js';
-import { EngineRefitError, parseRefitLine, refitArguments, refitEngine, TensorrtPythonNotFoundError } from './refit.js';
+import { EngineRefitError, parseRefitLine, refitArguments, refitEngine, refitPython, TensorrtPythonNotFoundError } from './refit.js';
 
 const fixture = (path: string): string => fileURLToPath(new URL(`../../../../fixtures/${path}`, import.meta.url));
 const KOHYA = fixture('loras/kohya.safetensors');
@@ -273,6 +273,20 @@ describe('refitting a refittable UNet engine with a LoRA set (fake TensorRT Pyth
       expect((error as Error).message).toMatch(/No module named 'tensorrt'.*https:\/\/docs\.nvidia\.com\/deeplearning\/tensorrt\//);
     } finally {
       process.env.PYTHONPATH = join(folder, 'fake-python');
+    }
+  });
+
+  it('runs the Python it is given, else $STREAMDIFFUSION_PYTHON, else python3', () => {
+    const saved = process.env.STREAMDIFFUSION_PYTHON;
+    try {
+      process.env.STREAMDIFFUSION_PYTHON = '/opt/trt/bin/python3';
+      expect(refitPython('/usr/bin/python3.11')).toBe('/usr/bin/python3.11');
+      expect(refitPython(undefined)).toBe('/opt/trt/bin/python3');
+      delete process.env.STREAMDIFFUSION_PYTHON;
+      expect(refitPython(undefined)).toBe('python3');
+    } finally {
+      if (saved === undefined) delete process.env.STREAMDIFFUSION_PYTHON;
+      else process.env.STREAMDIFFUSION_PYTHON = saved;
     }
   });
 

@@ -38,6 +38,9 @@ export class EngineRefitError extends StreamDiffusionError {
   }
 }
 
+/** The Python a refit runs: the one given, else $STREAMDIFFUSION_PYTHON, else python3. */
+export const refitPython = (python: string | undefined): string => python ?? process.env.STREAMDIFFUSION_PYTHON ?? 'python3';
+
 /** The refit script's command line (after the Python executable). */
 export function refitArguments(options: { readonly engine: string; readonly onnx: string; readonly output: string; readonly script?: string }): string[] {
   return [options.script ?? packageFile(join('python', 'refit_engine.py')), `--engine=${options.engine}`, `--onnx=${options.onnx}`, `--output=${options.output}`];
@@ -100,7 +103,7 @@ export async function refitEngine(options: RefitEngineOptions): Promise<StoredEn
   if (options.loras.length === 0) return { ...engine, built: false };
 
   const loraHash = await loraSetHash(options.loras);
-  const python = options.python ?? process.env.STREAMDIFFUSION_PYTHON ?? 'python3';
+  const python = refitPython(options.python);
   return await store.ensure({
     // The base engine's key parts with the LoRA set's hash: the same ONNX file, profiles and machine.
     meta: {
