@@ -63,7 +63,8 @@ def main(argv: list[str]) -> None:
     serialized = engine.serialize()
     temporary = f"{args.output}.partial"
     with open(temporary, "wb") as file:
-        file.write(bytes(serialized))
+        # IHostMemory is a buffer: written as it is, not copied into a bytes object (an engine is gigabytes).
+        file.write(serialized)
     os.replace(temporary, args.output)
     emit("saved", output=args.output, bytes=os.path.getsize(args.output))
 

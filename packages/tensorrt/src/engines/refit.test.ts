@@ -43,7 +43,8 @@ class _Engine:
         self.data = data
         self.refit_from = None
     def serialize(self):
-        return self.data + b" refitted with " + self.refit_from.encode()
+        # Like IHostMemory: a buffer, not bytes.
+        return memoryview(self.data + b" refitted with " + self.refit_from.encode())
 class Runtime:
     def __init__(self, logger):
         pass
