@@ -242,3 +242,22 @@ def make_goldens(checkpoint: Path, model_dir: Path, out_file: Path, taesd: Path 
     if failures:
         raise RuntimeError("onnxruntime does not reproduce PyTorch:\n  " + "\n  ".join(failures))
     return report
+
+
+def require_fixture_weights(unet: Any, fixture_goldens: Path) -> dict[str, torch.Tensor]:
+    """Proves ``unet`` (a diffusers UNet in float32) holds a fixture's weights: its output on the
+    fixture's golden UNet inputs must be within 1e-4 of the golden. Returns those inputs; exits
+    otherwise. Used by the recorders that run a checkpoint beside a committed fixture."""
+    import json
+
+    from .tensor_json import decode_tensor, read_text_maybe_gzip
+
+    golden = json.loads(read_text_maybe_gzip(fixture_goldens))["models"]["unet"]
+    inputs = {name: torch.from_numpy(decode_tensor(value).astype(np.float32)) for name, value in golden["inputs"].items()}
+    with torch.no_grad():
+        actual = unet(inputs["sample"], inputs["timestep"], inputs["encoder_hidden_states"], return_dict=False)[0]
+    difference = float(np.abs(actual.numpy() - decode_tensor(golden["outputs"]["out_sample"])).max())
+    print(f"checkpoint vs fixture UNet golden: max abs diff {difference:.3g}")
+    if difference > 1e-4:
+        raise SystemExit("the checkpoint does not hold the fixture's weights")
+    return inputs

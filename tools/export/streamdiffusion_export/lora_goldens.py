@@ -21,16 +21,15 @@ taesd --seed 0 --save-checkpoint DIR``); this is checked against ``fixtures/gold
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .checkpoint import load_pipeline_modules
-from .tensor_json import decode_tensor, dumps_json, encode_tensor, read_text_maybe_gzip, write_text_maybe_gzip
+from .goldens import require_fixture_weights
+from .tensor_json import dumps_json, encode_tensor, write_text_maybe_gzip
 
 #: Text-encoder positions kept in the goldens (the prompt's tokens and a few pads).
 TEXT_TOKENS = 8
@@ -180,15 +179,9 @@ def fuse(modules: Any, layers: list[tuple[str, str, torch.Tensor, torch.Tensor, 
 
 
 def record(checkpoint: Path, fixture_goldens: Path, out_dir: Path, golden_out: Path, seed: int) -> None:
-    golden_unet = json.loads(read_text_maybe_gzip(fixture_goldens))["models"]["unet"]
-    unet_inputs = {name: torch.from_numpy(decode_tensor(value).astype(np.float32)) for name, value in golden_unet["inputs"].items()}
     modules = load_pipeline_modules(checkpoint)
     torch.set_grad_enabled(False)
-    base = modules.unet(unet_inputs["sample"], unet_inputs["timestep"], unet_inputs["encoder_hidden_states"], return_dict=False)[0]
-    weight_diff = float(np.abs(base.numpy() - decode_tensor(golden_unet["outputs"]["out_sample"])).max())
-    print(f"checkpoint vs fixture UNet golden: max abs diff {weight_diff:.3g}")
-    if weight_diff > 1e-4:
-        raise SystemExit("the checkpoint does not hold the fixture's weights")
+    unet_inputs = require_fixture_weights(modules.unet, fixture_goldens)
     files = make_loras(modules, out_dir, seed)
     read = {name: read_as_diffusers(path) for name, path in files.items()}
     for name, layers in read.items():

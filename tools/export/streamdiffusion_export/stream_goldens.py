@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from . import TOOL_NAME, __version__
-from .tensor_json import decode_tensor, dumps_json, encode_tensor, read_text_maybe_gzip, write_text_maybe_gzip
+from .goldens import require_fixture_weights
+from .tensor_json import dumps_json, encode_tensor, write_text_maybe_gzip
 
 WIDTH = HEIGHT = 64
 FRAMES = 8
@@ -214,18 +215,6 @@ def unguided(stream: Any, guidance_scale: float) -> None:
     stream.prompt_embeds = stream.prompt_embeds[-stream.batch_size :]
 
 
-def check_weights(pipe: Any, fixture_goldens: Path) -> float:
-    """Max |UNet(checkpoint) − UNet golden| on the fixture's golden inputs: proves the same weights."""
-    import json
-
-    golden = json.loads(read_text_maybe_gzip(fixture_goldens))["models"]["unet"]
-    inputs = {name: torch.from_numpy(decode_tensor(value).astype(np.float32)) for name, value in golden["inputs"].items()}
-    expected = decode_tensor(golden["outputs"]["out_sample"])
-    with torch.no_grad():
-        actual = pipe.unet(inputs["sample"], inputs["timestep"], inputs["encoder_hidden_states"], return_dict=False)[0]
-    return float(np.abs(actual.numpy() - expected).max())
-
-
 def load_original(checkpoint: Path, streamdiffusion_src: Path, dtype: torch.dtype, device: str) -> tuple[Any, Any]:
     """The original's ``StreamDiffusion`` class (from its source folder, never installed) and a
     diffusers pipeline of ``checkpoint`` on ``device``, gradients off. Shared with ``time-original``."""
@@ -246,10 +235,7 @@ def record(
 ) -> None:
     """Runs every case and writes the goldens file (gzip-compressed when ``out`` ends in ``.gz``)."""
     StreamDiffusion, pipe = load_original(checkpoint, streamdiffusion_src, torch.float32, "cpu")
-    weight_diff = check_weights(pipe, fixture_goldens)
-    print(f"checkpoint vs fixture UNet golden: max abs diff {weight_diff:.3g}")
-    if weight_diff > 1e-4:
-        raise SystemExit("the checkpoint does not hold the fixture's weights")
+    require_fixture_weights(pipe.unet, fixture_goldens)
 
     def run(settings: dict[str, Any], fixed: bool) -> np.ndarray:
         f = settings.get("frame_buffer_size", 1)
