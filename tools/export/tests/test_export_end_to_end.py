@@ -43,8 +43,8 @@ if not MISSING:
     try:
         import numpy as np
         import onnx
-        import onnxruntime
         import torch
+        from streamdiffusion_export.agreement import cpu_session
 
         prepare_diffusers_import()  # diffusers installed, or its source at .vendor/diffusers/src
         import diffusers
@@ -158,10 +158,6 @@ def _signature(path: Path) -> tuple[dict[str, tuple[str, list]], dict[str, tuple
         }
 
     return describe(graph.input), describe(graph.output)
-
-
-def _session(path: Path):
-    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def _unet_inputs(batch: int, height: int, width: int, seed: int) -> dict[str, np.ndarray]:
@@ -343,8 +339,8 @@ class ExportEndToEndTest(unittest.TestCase):
                 else:
                     ((name, dims),) = inputs.items()
                     feed = {name: generator.uniform(-1, 1, size=dims).astype(np.float32)}
-                expected = _session(self.static / component / "model.onnx").run(None, feed)
-                found = _session(self.converted / component / "model.onnx").run(None, feed)
+                expected = cpu_session(self.static / component / "model.onnx").run(None, feed)
+                found = cpu_session(self.converted / component / "model.onnx").run(None, feed)
                 for mine, theirs in zip(found, expected):
                     self.assertEqual(mine.shape, theirs.shape)
                     # Not trivially equal: the outputs carry signal.
@@ -360,7 +356,7 @@ class ExportEndToEndTest(unittest.TestCase):
             with self.subTest(label):
                 inputs = _unet_inputs(batch, height, width, seed=21)
                 reference = _torch_unet(self.static_checkpoint, inputs)
-                (found,) = _session(folder / "unet" / "model.onnx").run(None, inputs)
+                (found,) = cpu_session(folder / "unet" / "model.onnx").run(None, inputs)
                 self.assertEqual(found.shape, reference.shape)
                 self.assertGreater(float(np.abs(reference).max()), 0.1)
                 self.assertLessEqual(_max_abs_diff(found, reference), FP32_ATOL)
@@ -369,7 +365,7 @@ class ExportEndToEndTest(unittest.TestCase):
         inputs = _unet_inputs(2, 16, 24, seed=31)
         half = {name: value.astype(np.float16) for name, value in inputs.items()}
         reference = _torch_unet(self.fp16_checkpoint, {name: value.astype(np.float32) for name, value in half.items()})
-        (found,) = _session(self.fp16 / "unet" / "model.onnx").run(None, half)
+        (found,) = cpu_session(self.fp16 / "unet" / "model.onnx").run(None, half)
         self.assertEqual(found.dtype, np.float16)
         self.assertEqual(found.shape, reference.shape)
         self.assertGreater(float(np.abs(reference).max()), 0.1)

@@ -2,7 +2,7 @@
  * Helpers shared by the preprocessors' parameter schemas, and the one place their raw parameters
  * (`preprocessor_params` in config files) become typed values or a typed error.
  */
-import { InvalidArgumentError, type ParameterMeta } from '@streamdiffusion/core';
+import { InvalidArgumentError, valueAt, type ParameterMeta } from '@streamdiffusion/core';
 import type { z } from 'zod';
 import type { PreprocessorDefinition } from './preprocessor.js';
 
@@ -14,16 +14,6 @@ import type { PreprocessorDefinition } from './preprocessor.js';
 export function hotParameter<T extends z.ZodType>(schema: T, description: string): T {
   const meta: ParameterMeta = { update: 'hot' };
   return schema.describe(description).meta({ ...meta });
-}
-
-/** The raw value at a zod issue's path, for "got …" in error messages. */
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  let current = value;
-  for (const key of path) {
-    if (typeof current !== 'object' || current === null) return undefined;
-    current = (current as Record<PropertyKey, unknown>)[key];
-  }
-  return current;
 }
 
 /**
