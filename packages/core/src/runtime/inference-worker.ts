@@ -14,7 +14,7 @@ import { convertTensorData, float16BitsToFloat32, float32ToFloat16Bits, type Ten
 import { castModel, identityModel, imagePixelsModel, weightedSumsModel } from './helper-models.js';
 import { describeSignature as describeValue, type ModelSignature, type ValueSignature } from './model-signature.js';
 import { sessionOptions } from './session-options.js';
-import type { ModelSource, SessionSettings, WireInput, WireOutput, WorkerEnvelope, WorkerResponse, WorkerResults } from './wire.js';
+import { ownedBuffer, type ModelSource, type SessionSettings, type WireInput, type WireOutput, type WorkerEnvelope, type WorkerResponse, type WorkerResults } from './wire.js';
 
 /** A 79-byte model (one Relu) used to find out whether a provider starts. */
 const PROBE_MODEL = Buffer.from(
@@ -31,7 +31,7 @@ interface LoadedSession {
    * Runs using the session now. Requests are not queued here (runs of different models overlap), so
    * a replace or unload waits for these before releasing the session they use.
    */
-  readonly runs: Set<Promise<unknown>>;
+  readonly activeRuns: Set<Promise<unknown>>;
 }
 
 let device: Device | undefined;
@@ -108,12 +108,12 @@ async function createSession(name: string, source: ModelSource): Promise<LoadedS
     throw describeLoadFailure(source.path, error);
   }
   openSessions += 1;
-  return { session, signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) }, runs: new Set() };
+  return { session, signature: { inputs: toSignature(session.inputMetadata), outputs: toSignature(session.outputMetadata) }, activeRuns: new Set() };
 }
 
 /** Releases a session once the runs using it have ended (a replace or unload can come mid-run). */
-async function releaseSession({ session, runs }: LoadedSession): Promise<void> {
-  while (runs.size > 0) await Promise.allSettled(runs);
+async function releaseSession({ session, activeRuns }: LoadedSession): Promise<void> {
+  while (activeRuns.size > 0) await Promise.allSettled(activeRuns);
   await session.release();
   openSessions -= 1;
 }
@@ -243,7 +243,7 @@ function releaseTensor(handle: number): void {
   if (held.tensor.location !== 'cpu') held.tensor.dispose();
 }
 
-/** One run of `loaded`: the `run` request's work (the handler counts it in `loaded.runs`). */
+/** One run of `loaded`: the `run` request's work (the handler counts it in `loaded.activeRuns`). */
 async function runOn(loaded: LoadedSession, request: Extract<WorkerEnvelope, { op: 'run' }>): Promise<Record<string, WireOutput>> {
   const started = performance.now();
   const feeds: Record<string, ort.Tensor> = {};
@@ -304,11 +304,11 @@ const handlers: { [Op in WorkerEnvelope['op']]: (request: Extract<WorkerEnvelope
     if (loaded === undefined) throw new DisposedError(`model "${request.model}"`);
     // Counted from here, so a replace or unload arriving while the inputs are fed still waits for it.
     const running = runOn(loaded, request);
-    loaded.runs.add(running);
+    loaded.activeRuns.add(running);
     try {
       return await running;
     } finally {
-      loaded.runs.delete(running);
+      loaded.activeRuns.delete(running);
     }
   },
   async read(request) {
@@ -444,9 +444,8 @@ function transferables(result: unknown): ArrayBuffer[] {
   const buffers: ArrayBuffer[] = [];
   const visit = (value: unknown): void => {
     if (ArrayBuffer.isView(value)) {
-      if (value.buffer instanceof ArrayBuffer && value.byteOffset === 0 && value.byteLength === value.buffer.byteLength) {
-        buffers.push(value.buffer);
-      }
+      const buffer = ownedBuffer(value);
+      if (buffer !== undefined) buffers.push(buffer);
     } else if (typeof value === 'object' && value !== null) {
       for (const inner of Object.values(value)) visit(inner);
     }

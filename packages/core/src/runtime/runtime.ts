@@ -9,16 +9,17 @@ import { DEVICE_REQUESTS, type DeviceChoice, type DeviceRequest } from './device
 import { float16BitsToFloat32, type TensorData, type TensorType } from './dtypes.js';
 import type { HostTensor } from './host-tensor.js';
 import { checkInputs, type InputDescription, type ModelSignature } from './model-signature.js';
-import type {
-  ModelSource,
-  RuntimeStats,
-  SessionSettings,
-  WireInput,
-  WireOutput,
-  WorkerEnvelope,
-  WorkerRequest,
-  WorkerResponse,
-  WorkerResults,
+import {
+  ownedBuffer,
+  type ModelSource,
+  type RuntimeStats,
+  type SessionSettings,
+  type WireInput,
+  type WireOutput,
+  type WorkerEnvelope,
+  type WorkerRequest,
+  type WorkerResponse,
+  type WorkerResults,
 } from './wire.js';
 
 /** Options of {@link createRuntime}. */
@@ -342,7 +343,10 @@ function wireInput(tensor: HostTensor | RuntimeTensor, feedType: TensorType): Wi
 /** The buffers of model bytes in a request, handed to the worker instead of copied (a UNet is gigabytes). */
 function modelBuffers(request: WorkerRequest): ArrayBuffer[] {
   const sources: readonly ModelSource[] = request.op === 'load' ? request.models : request.op === 'replace' ? [request] : [];
-  return sources.flatMap(({ bytes }) => (bytes !== undefined && bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? [bytes.buffer] : []));
+  return sources.flatMap(({ bytes }) => {
+    const buffer = bytes === undefined ? undefined : ownedBuffer(bytes);
+    return buffer === undefined ? [] : [buffer];
+  });
 }
 
 function send(worker: Worker, pending: Map<number, Pending>, id: number, request: WorkerRequest): Promise<unknown> {

@@ -118,3 +118,11 @@ export type WorkerEnvelope = WorkerRequest & { readonly id: number };
 export type WorkerResponse =
   | { readonly id: number; readonly ok: true; readonly result: unknown }
   | { readonly id: number; readonly ok: false; readonly error: WireError };
+
+/**
+ * The ArrayBuffer a view fills exactly, which can be transferred to or from the worker instead of
+ * copied; undefined when the view is part of a larger (or shared) buffer.
+ */
+export function ownedBuffer(view: ArrayBufferView): ArrayBuffer | undefined {
+  return view.buffer instanceof ArrayBuffer && view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view.buffer : undefined;
+}
