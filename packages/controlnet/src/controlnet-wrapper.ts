@@ -8,9 +8,10 @@
  */
 import { join } from 'node:path';
 import {
+  hostTensor,
   InvalidArgumentError,
   ModelFolderError,
-  hostTensor,
+  parseArgument,
   tensorToImage,
   UNET_INPUTS,
   type HostTensor,
@@ -23,7 +24,6 @@ import {
   type WrapperFrameV1,
   type WrapperPipelineV1,
   type WrapperUnetCallV1,
-  valueAt,
 } from '@streamdiffusion/core';
 import { controlNetEntrySchema, controlNetsField, type ControlNetEntry, type ControlNetEntryInput, type ControlNetParameters } from './controlnet-parameters.js';
 import type { AnyPreprocessorDefinition, PreprocessorInstance } from './preprocessors/preprocessor.js';
@@ -90,13 +90,7 @@ function writeUnit(image: RgbImage, target: Float32Array, offset: number): void 
  * with a model folder whose UNet has the residual inputs (the export tool's `--controlnet-inputs`).
  */
 export function createControlNet(options: ControlNetOptions = {}): ControlNetWrapper {
-  const parsed = controlNetsField([]).safeParse(options.controlnets ?? []);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const value = valueAt(options.controlnets, issue.path);
-    throw new InvalidArgumentError({ field: ['controlnets', ...issue.path.map(String)].join('.'), value, expected: issue.message });
-  }
-  const initial = parsed.data;
+  const initial = parseArgument(controlNetsField([]), options.controlnets ?? [], 'controlnets');
   const custom = options.preprocessors ?? {};
   for (const name of Object.keys(custom)) {
     if (Object.hasOwn(PREPROCESSORS, name)) throw new InvalidArgumentError({ field: `preprocessors.${name}`, value: name, expected: `a name no built-in preprocessor has (${PREPROCESSOR_NAMES.join(', ')})` });

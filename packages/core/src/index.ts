@@ -124,7 +124,7 @@ export type {
   WrapperUnetCallV1,
 } from './wrappers/unet-wrapper-v1.js';
 export { ConfigError } from './config/config-error.js';
-export { valueAt } from './config/zod-issues.js';
+export { parseArgument, valueAt } from './config/zod-issues.js';
 export {
   ACCELERATIONS,
   CONFIG_MODES,

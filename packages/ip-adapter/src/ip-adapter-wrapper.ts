@@ -10,12 +10,12 @@ import {
   hostTensor,
   InvalidArgumentError,
   ModelFolderError,
+  parseArgument,
   UNET_INPUTS,
   type PreparedWrapperUpdateV1,
   type UNetWrapperV1,
   type WrapperPipelineV1,
   type WrapperUnetCallV1,
-  valueAt,
 } from '@streamdiffusion/core';
 import { findAdapterFiles, readUnetIpAdapter, type AdapterFiles, type UnetIpAdapterConfig } from './adapter-folder.js';
 import { createImageEmbedder, type ImageEmbedder } from './image-embedder.js';
@@ -61,13 +61,7 @@ const RELOAD_KEYS = ['ipadapter_model_path', 'image_encoder_path', 'type'] as co
  * @throws {InvalidArgumentError} naming the key of a bad entry; {@link ModelFolderError} when the adapter's files are not there.
  */
 export async function createIpAdapter(options: IpAdapterOptions): Promise<IpAdapterWrapper> {
-  const parsed = ipAdaptersField([]).safeParse(options.ipadapters);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const value = valueAt(options.ipadapters, issue.path);
-    throw new InvalidArgumentError({ field: ['ipadapters', ...issue.path.map(String)].join('.'), value, expected: issue.message });
-  }
-  const [first] = parsed.data;
+  const [first] = parseArgument(ipAdaptersField([]), options.ipadapters, 'ipadapters');
   if (first === undefined) {
     throw new InvalidArgumentError({ field: 'ipadapters', value: [], expected: 'one IP-Adapter entry (turn it off with enabled: false; the UNet still needs its image tokens)' });
   }
