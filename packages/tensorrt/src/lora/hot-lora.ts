@@ -10,10 +10,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostTensor, InvalidArgumentError, type LoadedModel, type ModelSource, type Runtime, type SessionSet, valueAt } from '@streamdiffusion/core';
 import { z } from 'zod';
+import { hashFile } from '../engines/engine-store.js';
 import { decodeModel, encodeModel, layerWeights, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
 import { LORA_COMPONENTS, matchLora, type LoraComponent, type LoraLayer } from './lora-keys.js';
 import { initializerBytes, initializerValues, lowRankFactors, mergeGraph, mergeInto, type ScaledLayer } from './lora-merge.js';
-import { LoraFileError, readSafetensors, type Safetensors } from './safetensors.js';
+import { LoraFileError, parseSafetensors, readSafetensorsBytes, unreadableLoraFile, type Safetensors } from './safetensors.js';
 
 /** One LoRA of a set. */
 export const loraEntrySchema = z
@@ -66,37 +67,58 @@ interface Network {
 /** The hash of a LoRA set (file contents and scales): part of a TensorRT engine's key. */
 export async function loraSetHash(loras: readonly LoraEntry[]): Promise<string> {
   const hash = createHash('sha256');
-  for (const entry of loras.map((item) => loraEntrySchema.parse(item))) {
-    const file = await readLoraFile(entry.path);
-    hash.update(`${file.sha256}:${entry.scale};`);
-  }
+  for (const entry of loras.map((item) => loraEntrySchema.parse(item))) hash.update(`${await loraFileHash(entry.path)}:${entry.scale};`);
   return hash.digest('hex');
 }
 
+/** A file's size and time: while they stay, it is taken to be the same file. */
+async function stampOf(path: string): Promise<string> {
+  try {
+    const info = await stat(path);
+    return `${info.size}:${info.mtimeMs}`;
+  } catch (error) {
+    throw unreadableLoraFile(path, error);
+  }
+}
+
+/** sha256 of LoRA files' bytes by path (strings only: a process may hash many files). */
+const fileHashes = new Map<string, { readonly stamp: string; readonly sha256: string }>();
+
+/** sha256 of a LoRA file's bytes, streamed (not decoded), once while it does not change on disk. */
+async function loraFileHash(path: string): Promise<string> {
+  const stamp = await stampOf(path);
+  const known = fileHashes.get(path);
+  if (known?.stamp === stamp) return known.sha256;
+  let sha256: string;
+  try {
+    sha256 = await hashFile(path);
+  } catch (error) {
+    throw unreadableLoraFile(path, error);
+  }
+  fileHashes.set(path, { stamp, sha256 });
+  return sha256;
+}
+
 interface LoraFile {
+  /** sha256 of the file's bytes (as {@link loraSetHash} hashes it). */
   readonly sha256: string;
   readonly content: Safetensors;
   readonly stamp: string;
 }
-/** Decoded LoRA files by path: those of the last merged set (and any hashed since). */
+
+/** Decoded LoRA files by path: those of the last merged set. */
 const loraFiles = new Map<string, LoraFile>();
 
-/** A LoRA file, read once while it does not change on disk. */
-async function readLoraFile(path: string): Promise<LoraFile> {
-  let info;
-  try {
-    info = await stat(path);
-  } catch (error) {
-    throw new LoraFileError({ path, problem: `cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`, cause: error });
-  }
-  const stamp = `${info.size}:${info.mtimeMs}`;
-  const cached = loraFiles.get(path);
+/** A LoRA file decoded, read once (into `cache`) while it does not change on disk. */
+async function readLoraFile(path: string, cache: Map<string, LoraFile>): Promise<LoraFile> {
+  const stamp = await stampOf(path);
+  const cached = cache.get(path);
   if (cached?.stamp === stamp) return cached;
-  const content = await readSafetensors(path);
-  const hash = createHash('sha256');
-  for (const [name, tensor] of [...content.tensors].sort(([a], [b]) => (a < b ? -1 : 1))) hash.update(name).update(new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
-  const file = { sha256: hash.digest('hex'), content, stamp };
-  loraFiles.set(path, file);
+  const bytes = await readSafetensorsBytes(path);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  fileHashes.set(path, { stamp, sha256 });
+  const file = { sha256, content: parseSafetensors(bytes, path), stamp };
+  cache.set(path, file);
   return file;
 }
 
@@ -176,7 +198,7 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
     }
     const entries = parsed.data.map((entry) => ({ path: entry.path, scale: entry.scale }));
     // Read and match every file first: a bad one leaves everything as it was.
-    const loaded = await Promise.all(entries.map(async (entry) => ({ entry, file: await readLoraFile(entry.path) })));
+    const loaded = await Promise.all(entries.map(async (entry) => ({ entry, file: await readLoraFile(entry.path, loraFiles) })));
     // Files of earlier sets are not kept decoded (a long-running process switches through many); they are read again if asked for.
     for (const path of loraFiles.keys()) if (!entries.some((entry) => entry.path === path)) loraFiles.delete(path);
     const read = performance.now() - started;

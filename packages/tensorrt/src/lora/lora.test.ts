@@ -6,6 +6,7 @@
  * weights must reproduce the UNet and text encoder outputs, for each set and scale, as the set
  * changes on one loaded model (hot: no re-export, only changed networks reloaded).
  */
+import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,6 +113,22 @@ describe('LoRA files', () => {
     expect(await loraSetHash([{ path: KOHYA, scale: 1 }])).toBe(one);
     expect(await loraSetHash([{ path: KOHYA, scale: 0.5 }])).not.toBe(one);
     expect(await loraSetHash([{ path: KOHYA }, { path: PEFT }])).not.toBe(one);
+  });
+
+  it('hashes the files’ bytes (streamed, not decoded), again when a file changes on disk', async () => {
+    const sha256 = (bytes: string | Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+    expect(await loraSetHash([{ path: KOHYA, scale: 0.5 }, { path: PEFT }])).toBe(sha256(`${sha256(await readFile(KOHYA))}:0.5;${sha256(await readFile(PEFT))}:1;`));
+    const folder = await mkdtemp(join(tmpdir(), 'sd-lora-hash-'));
+    try {
+      const path = join(folder, 'lora.safetensors');
+      await cp(KOHYA, path);
+      const before = await loraSetHash([{ path }]);
+      await writeFile(path, Buffer.concat([await readFile(KOHYA), Buffer.from(' ')]));
+      expect(await loraSetHash([{ path }])).not.toBe(before);
+      await expect(loraSetHash([{ path: join(folder, 'missing.safetensors') }])).rejects.toThrow(/missing\.safetensors: cannot read it \(ENOENT\)/);
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
   });
 });
 

@@ -83,12 +83,19 @@ export function parseSafetensors(bytes: Uint8Array, path: string): Safetensors {
   return { tensors, metadata };
 }
 
-export async function readSafetensors(path: string): Promise<Safetensors> {
-  let bytes: Uint8Array;
+/** The error for a LoRA file that cannot be read (its system error's code, else its message). */
+export const unreadableLoraFile = (path: string, error: unknown): LoraFileError =>
+  new LoraFileError({ path, problem: `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, cause: error });
+
+/** A file's bytes, or a LoraFileError naming it. */
+export async function readSafetensorsBytes(path: string): Promise<Uint8Array> {
   try {
-    bytes = await readFile(path);
+    return await readFile(path);
   } catch (error) {
-    throw new LoraFileError({ path, problem: `cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, cause: error });
+    throw unreadableLoraFile(path, error);
   }
-  return parseSafetensors(bytes, path);
+}
+
+export async function readSafetensors(path: string): Promise<Safetensors> {
+  return parseSafetensors(await readSafetensorsBytes(path), path);
 }
