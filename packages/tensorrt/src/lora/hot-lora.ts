@@ -106,9 +106,6 @@ interface LoraFile {
   readonly stamp: string;
 }
 
-/** Decoded LoRA files by path: those of the last merged set. */
-const loraFiles = new Map<string, LoraFile>();
-
 /** A LoRA file decoded, read once (into `cache`) while it does not change on disk. */
 async function readLoraFile(path: string, cache: Map<string, LoraFile>): Promise<LoraFile> {
   const stamp = await stampOf(path);
@@ -175,6 +172,8 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
   const log = options.log ?? ((): void => undefined);
   const components = LORA_COMPONENTS.filter((component) => files[component] !== undefined);
   const networks: Partial<Record<LoraComponent, Network>> = {};
+  /** This merger's decoded LoRA files by path: those of its last merged set. */
+  const loraFiles = new Map<string, LoraFile>();
   for (const component of components) {
     const path = files[component]!;
     const started = performance.now();

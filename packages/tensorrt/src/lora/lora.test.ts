@@ -7,7 +7,7 @@
  * changes on one loaded model (hot: no re-export, only changed networks reloaded).
  */
 import { createHash } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -271,6 +271,29 @@ describe('hot LoRA on an fp16 model (tiny-sd15-fp16: the same layer names, conv 
     } finally {
       await model.dispose();
       await runtime.dispose();
+    }
+  });
+});
+
+describe('decoded LoRA files', () => {
+  it('are kept per merger: one merger’s merge does not drop the files another one merged', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'sd-lora-files-'));
+    try {
+      const path = join(folder, 'kohya.safetensors');
+      await cp(KOHYA, path);
+      const time = new Date('2026-01-01T00:00:00Z');
+      await utimes(path, time, time);
+      const unet = fixture('models/tiny-sd-turbo/unet/model.onnx');
+      const [first, second] = await Promise.all([createLoraMerger({ unet }), createLoraMerger({ unet })]);
+      await first.merge([{ path }]);
+      await second.merge([{ path: PEFT }]);
+      // Zeros of the same size and time in its place: only a merger that reads the file again sees them.
+      await writeFile(path, Buffer.alloc((await readFile(path)).byteLength));
+      await utimes(path, time, time);
+      expect((await first.merge([{ path }])).sources).toEqual({});
+      await expect(second.merge([{ path }])).rejects.toThrow(LoraFileError);
+    } finally {
+      await rm(folder, { recursive: true, force: true });
     }
   });
 });
