@@ -247,16 +247,14 @@ def _close_sidecar() -> None:
 # ---------------------------------------------------------------------------------------------
 # Node inputs → sidecar requests.
 
-SOCKET_INPUTS = ("pipeline", "controlnet", "ipadapter", "lora", "image", "style_image_pixels")
-
-
 def decode_inputs(inputs: dict, encodings: dict) -> dict:
-    """The widget values as the schemas take them: "32,45" → [32, 45], JSON text → values, empty optional text → left out."""
+    """The widget values as the schemas take them: "32,45" → [32, 45], JSON text → values, empty optional text → left out.
+    Sockets (encoding "socket", set by the generator for every linked input) are not widget values."""
     values = {}
     for key, value in inputs.items():
-        if key in SOCKET_INPUTS:
-            continue
         encoding = encodings.get(key, "plain")
+        if encoding == "socket":
+            continue
         if encoding == "int-list":
             try:
                 values[key] = [int(part) for part in str(value).replace(" ", "").split(",") if part != ""]

@@ -55,7 +55,8 @@ class FramingTest(unittest.TestCase):
 
 
 class DecodeInputsTest(unittest.TestCase):
-    ENCODINGS = {"t_index_list": "int-list", "prompt_blending": "json", "preprocessor_model": "optional-text"}
+    # As the generated nodes carry them: sockets marked "socket", widgets by how their text is read.
+    ENCODINGS = {"t_index_list": "int-list", "prompt_blending": "json", "preprocessor_model": "optional-text", "pipeline": "socket"}
 
     def test_turns_widget_text_into_schema_values(self):
         values = runtime.decode_inputs(
@@ -147,11 +148,11 @@ class SidecarTest(unittest.TestCase):
 
     def test_update_is_validated_by_the_sidecar_and_names_the_field(self):
         (handle,) = runtime.run_node("load", {"model": MODEL, "device": "cpu", "width": 64, "height": 64, "t_index_list": "20,40"}, {"t_index_list": "int-list"}, self.hash)
-        (updated,) = runtime.run_node("update", {"pipeline": handle, "guidance_scale": 1.5, "prompt": "a boat"}, {}, self.hash)
+        (updated,) = runtime.run_node("update", {"pipeline": handle, "guidance_scale": 1.5, "prompt": "a boat"}, {"pipeline": "socket"}, self.hash)
         self.assertEqual(updated["hot"], {"guidance_scale": 1.5, "prompt": "a boat"})
         self.assertEqual(handle["hot"], {})
         with self.assertRaisesRegex(ValueError, r"update: guidance_scale: .*100.*\(got 500\)"):
-            runtime.run_node("update", {"pipeline": handle, "guidance_scale": 500}, {}, self.hash)
+            runtime.run_node("update", {"pipeline": handle, "guidance_scale": 500}, {"pipeline": "socket"}, self.hash)
 
     def test_bad_load_values_name_the_field(self):
         with self.assertRaisesRegex(ValueError, r"width.*\(got 65\)|width.*65"):
@@ -162,7 +163,7 @@ class SidecarTest(unittest.TestCase):
     def test_build_engines_plans_for_the_pipeline_and_without_tensorrt_says_where_to_get_it(self):
         (handle,) = runtime.run_node("load", self.load_inputs, {"t_index_list": "int-list"}, self.hash)
         widgets = {"pipeline": handle, "resolution": "static", "min_resolution": 256, "max_resolution": 1024, "precision": "fp16", "refit": True, "dry_run": True, "trtexec": "", "store": os.path.join(PACK, "engine-store")}
-        encodings = {"trtexec": "optional-text", "store": "optional-text"}
+        encodings = {"trtexec": "optional-text", "store": "optional-text", "pipeline": "socket"}
         (text,) = runtime.run_node("build_engines", widgets, encodings, self.hash)
         self.assertIn(f"plan for {MODEL} (static resolution, fp16)", text)
         # The pipeline's size and two-step batch (cfg none: 2 rows) reach the plan and the trtexec command.

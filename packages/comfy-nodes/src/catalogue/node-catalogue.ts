@@ -20,8 +20,12 @@ export const SOCKET_TYPES = Object.freeze({
   lora: 'STREAMDIFFUSION_LORA',
 });
 
-export type WidgetType = 'INT' | 'FLOAT' | 'STRING' | 'BOOLEAN' | 'COMBO';
+export const WIDGET_TYPES = Object.freeze(['INT', 'FLOAT', 'STRING', 'BOOLEAN', 'COMBO'] as const);
+export type WidgetType = (typeof WIDGET_TYPES)[number];
 export type SocketType = 'IMAGE' | (typeof SOCKET_TYPES)[keyof typeof SOCKET_TYPES];
+
+/** Whether an input of this type is a widget on the node (a value typed in), not a socket (a link). */
+export const isWidget = (type: string): type is WidgetType => (WIDGET_TYPES as readonly string[]).includes(type);
 
 /** How the runtime turns an input's value into what the sidecar takes. */
 export type InputEncoding = 'plain' | 'int-list' | 'json' | 'optional-text';

@@ -9,6 +9,7 @@
  * upload COMBO an "upload" value (ComfyUI frontend 1.x rules).
  */
 import { z } from 'zod';
+import { isWidget } from '../catalogue/node-catalogue.js';
 
 /** A node in ComfyUI's API format: its class and its inputs (a link is `[node id, output index]`). */
 const apiNodeSchema = z.object({
@@ -49,7 +50,6 @@ export const COMFY_CORE_NODES: Readonly<Record<string, NodeInfo>> = {
   },
 };
 
-const WIDGET_TYPES = new Set(['INT', 'FLOAT', 'STRING', 'BOOLEAN', 'COMBO']);
 
 interface InputSlot {
   readonly name: string;
@@ -70,7 +70,7 @@ export function inputSlots(info: NodeInfo): InputSlot[] {
       const [kind, options = {}] = specs[name] ?? [];
       const type = Array.isArray(kind) ? 'COMBO' : String(kind);
       const settings = options as { control_after_generate?: boolean; image_upload?: boolean };
-      const widget = WIDGET_TYPES.has(type);
+      const widget = isWidget(type);
       const seed = type === 'INT' && (settings.control_after_generate ?? (name === 'seed' || name === 'noise_seed'));
       slots.push({ name, type, optional, widget, extra: [...(seed ? ['fixed'] : []), ...(settings.image_upload === true ? ['image'] : [])] });
     }
