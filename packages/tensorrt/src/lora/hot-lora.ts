@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { hostTensor, InvalidArgumentError, type LoadedModel, type ModelSource, type Runtime, type SessionSet, valueAt } from '@streamdiffusion/core';
+import { hostTensor, InvalidArgumentError, parseArgument, type LoadedModel, type ModelSource, type Runtime, type SessionSet } from '@streamdiffusion/core';
 import { z } from 'zod';
 import { hashFile } from '../engines/engine-store.js';
 import { decodeModel, encodeModel, layerWeights, type LayerWeight, type OnnxModelProto, type OnnxTensor } from '../onnx/onnx-model.js';
@@ -189,13 +189,7 @@ export async function createLoraMerger(files: Readonly<Partial<Record<LoraCompon
 
   const merge = async (loras: readonly LoraEntry[]): Promise<LoraMerge> => {
     const started = performance.now();
-    const parsed = lorasSchema.safeParse(loras);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      const value = valueAt(loras, issue.path);
-      throw new InvalidArgumentError({ field: ['loras', ...issue.path.map(String)].join('.'), value, expected: issue.message });
-    }
-    const entries = parsed.data.map((entry) => ({ path: entry.path, scale: entry.scale }));
+    const entries = parseArgument(lorasSchema, loras, 'loras').map((entry) => ({ path: entry.path, scale: entry.scale }));
     // Read and match every file first: a bad one leaves everything as it was.
     const loaded = await Promise.all(entries.map(async (entry) => ({ entry, file: await readLoraFile(entry.path, loraFiles) })));
     // Files of earlier sets are not kept decoded (a long-running process switches through many); they are read again if asked for.
