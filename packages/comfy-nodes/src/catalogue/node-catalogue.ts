@@ -9,7 +9,7 @@
 import { DEVICE_REQUESTS, hotParametersShape, reloadParametersShape } from '@streamdiffusion/core';
 import { controlNetEntrySchema, PREPROCESSOR_NAMES } from '@streamdiffusion/controlnet';
 import { ipAdapterEntrySchema } from '@streamdiffusion/ip-adapter';
-import { enginePlanOptionsSchema, loraEntrySchema, RESOLUTION_STEP } from '@streamdiffusion/tensorrt';
+import { enginePlanOptionsSchema, loraEntrySchema } from '@streamdiffusion/tensorrt';
 import { z } from 'zod';
 
 /** The custom socket types handles travel in. */
@@ -76,6 +76,7 @@ interface JsonProperty {
   readonly default?: unknown;
   readonly minimum?: number;
   readonly maximum?: number;
+  readonly multipleOf?: number;
   readonly enum?: readonly unknown[];
   readonly items?: JsonProperty;
   readonly anyOf?: readonly JsonProperty[];
@@ -99,7 +100,7 @@ function widget(id: string, property: JsonProperty, overrides: Partial<InputSpec
   } else if (property.type === 'boolean') {
     spec = { ...base, type: 'BOOLEAN', default: property.default === true, encoding: 'plain' };
   } else if (property.type === 'integer') {
-    spec = { ...base, type: 'INT', default: Number(property.default ?? 0), min: Math.max(property.minimum ?? -SAFE, -SAFE), max: Math.min(property.maximum ?? SAFE, SAFE), step: 1, encoding: 'plain' };
+    spec = { ...base, type: 'INT', default: Number(property.default ?? 0), min: Math.max(property.minimum ?? -SAFE, -SAFE), max: Math.min(property.maximum ?? SAFE, SAFE), step: property.multipleOf ?? 1, encoding: 'plain' };
   } else if (property.type === 'number') {
     spec = { ...base, type: 'FLOAT', default: Number(property.default ?? 0), min: property.minimum ?? -1e9, max: property.maximum ?? 1e9, step: 0.01, encoding: 'plain' };
   } else if (property.type === 'string') {
@@ -234,7 +235,7 @@ export function nodeCatalogue(): readonly NodeSpec[] {
         // The plan's fields under the snake_case names of the rest of the pack (and the CLI's flags); batch overrides stay with the CLI.
         ...Object.entries(plan)
           .filter(([key]) => PLAN_WIDGET_KEYS.includes(key))
-          .map(([key, property]) => widget(planNamesForNodes(key), { ...property, ...(property.description === undefined ? {} : { description: planNamesForNodes(property.description) }) }, key.endsWith('Resolution') ? { step: RESOLUTION_STEP } : {})),
+          .map(([key, property]) => widget(planNamesForNodes(key), { ...property, ...(property.description === undefined ? {} : { description: planNamesForNodes(property.description) }) })),
         { id: 'refit', type: 'BOOLEAN', tooltip: 'Refittable engines: new weights (a LoRA merge) can be put into them without a rebuild.', optional: false, default: false, encoding: 'plain' },
         { id: 'dry_run', type: 'BOOLEAN', tooltip: 'Show the plan and the trtexec commands; build nothing (needs no TensorRT).', optional: false, default: false, encoding: 'plain' },
         { id: 'trtexec', type: 'STRING', tooltip: 'The trtexec to run (empty: trtexec on PATH, or in TensorRT’s usual folders).', optional: true, default: '', encoding: 'optional-text' },
