@@ -10,6 +10,7 @@ import {
   createStreamDiffusion,
   loadConfig,
   loadModel,
+  readModelFolder,
   streamDiffusionConfigSchema,
   streamParametersShape,
   type AnyUNetWrapperV1,
@@ -21,7 +22,7 @@ import {
 } from '@streamdiffusion/core';
 import { controlNetConfigFields, controlNetFromConfig, createControlNet } from '@streamdiffusion/controlnet';
 import { ipAdapterConfigFields, ipAdapterFromConfig } from '@streamdiffusion/ip-adapter';
-import { createHotLora, loraConfigFields, lorasFromConfig } from '@streamdiffusion/tensorrt';
+import { createLoraMerger, loraConfigFields, lorasFromConfig, type LoraMerger } from '@streamdiffusion/tensorrt';
 import { Option, type Command } from 'commander';
 import { commanderOptions, flagValues, kebab, schemaFlags, type SchemaFlag } from './flags.js';
 import { CliError, EXIT_CODES } from './io.js';
@@ -87,16 +88,22 @@ export interface OpenModel {
   close(): Promise<void>;
 }
 
+/** A LoRA merger for a model folder's UNet and text encoder, merging on `runtime`'s device. */
+async function loraMergerOf(folder: string, runtime: Runtime): Promise<LoraMerger> {
+  const { models } = await readModelFolder(folder);
+  return await createLoraMerger({ unet: models.unet, text_encoder: models.text_encoder }, { runtime });
+}
+
 /** Loads the model the flags and config describe, once. */
 export async function openModel(options: Readonly<Record<string, unknown>>): Promise<OpenModel> {
   const { config, loaded } = await resolveConfig(options);
   const modelsDir = typeof options.modelsDir === 'string' ? resolve(options.modelsDir) : undefined;
   const runtime = await createRuntime({ device: (options.device ?? 'auto') as DeviceRequest });
   try {
-    const model = await loadModel({ runtime, folder: config.model_id });
-    // The config's LoRAs, merged into the model's weights before any pipeline is made.
+    // The config's LoRAs, merged into the weights before the model loads (once, merged).
     const loras = loaded === undefined ? [] : await lorasFromConfig(loaded, modelsDir === undefined ? {} : { modelsDir });
-    if (loras.length > 0) await (await createHotLora(model)).apply(loras);
+    const sources = loras.length === 0 ? undefined : (await (await loraMergerOf(config.model_id, runtime)).merge(loras)).sources;
+    const model = await loadModel({ runtime, folder: config.model_id, ...(sources === undefined ? {} : { sources }) });
     const wrappers = async (): Promise<AnyUNetWrapperV1[]> => {
       const made: AnyUNetWrapperV1[] = [];
       if (loaded === undefined) {

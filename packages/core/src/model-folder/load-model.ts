@@ -33,10 +33,18 @@ export interface LoadedModel {
  * A bad folder raises `ModelFolderError` saying what and where (missing file, corrupt `.onnx`,
  * wrong input names or ranks, unknown beta schedule, missing tokenizer file).
  */
-export async function loadModel(options: { readonly runtime: Runtime; readonly folder: string }): Promise<LoadedModel> {
+export async function loadModel(options: {
+  readonly runtime: Runtime;
+  readonly folder: string;
+  /**
+   * Weights to load instead of the folder's files for some components, e.g. with LoRAs merged in
+   * before loading (one load, not a load and a reload); external data is still read beside `path`.
+   */
+  readonly sources?: Readonly<Partial<Record<ModelComponent, ModelSource>>>;
+}): Promise<LoadedModel> {
   const folder = await readModelFolder(options.folder);
   const tokenizer = await createClipTokenizer(folder.tokenizerFolder);
-  const sessions = await options.runtime.loadSessions(folder.models as Record<ModelComponent, string>);
+  const sessions = await options.runtime.loadSessions({ ...(folder.models as Record<ModelComponent, string>), ...options.sources });
   let capabilities: ModelCapabilities;
   try {
     capabilities = detectCapabilities(sessions.signatures, folder.models, folder.vae);

@@ -55,6 +55,27 @@ describe('model folders', () => {
     expect((await runtime.stats()).sessions).toBe(0);
   });
 
+  it('loads given sources instead of the folder\'s files (LoRAs merged before loading), and nothing when one is bad', async () => {
+    const folder = join(fixtures, 'tiny-sd-turbo');
+    const unet = join(folder, 'unet', 'model.onnx');
+    const textEncoder = join(folder, 'text_encoder', 'model.onnx');
+    const plain = await loadModel({ runtime, folder });
+    const swapped = await loadModel({ runtime, folder, sources: { text_encoder: { path: textEncoder, bytes: new Uint8Array(await readFile(textEncoder)) } } });
+    try {
+      const a = await (await plain.prompts.encode('a lighthouse')).float32();
+      const b = await (await swapped.prompts.encode('a lighthouse')).float32();
+      expect(Array.from(b)).toEqual(Array.from(a)); // the same bytes given as a source: the same model
+      expect(swapped.capabilities).toEqual(plain.capabilities);
+    } finally {
+      await plain.dispose();
+      await swapped.dispose();
+    }
+    // Bytes that are no model, at the UNet's path (whose file is fine): the source was what loaded.
+    const broken = await loadModel({ runtime, folder, sources: { unet: { path: unet, bytes: new Uint8Array([1, 2, 3]) } } }).catch((caught: unknown) => caught);
+    expect(broken).toMatchObject({ name: 'ModelFolderError', path: unet });
+    expect((await runtime.stats()).sessions).toBe(0);
+  });
+
   it('reads the KL VAE scaling factor from the fp16 folder config', async () => {
     const model = await loadModel({ runtime, folder: join(fixtures, 'tiny-sd15-fp16') });
     try {
