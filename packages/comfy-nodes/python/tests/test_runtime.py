@@ -159,6 +159,10 @@ class SidecarTest(unittest.TestCase):
             runtime.run_node("load", {"model": MODEL, "device": "cpu", "width": 65, "height": 64}, {}, self.hash)
         with self.assertRaisesRegex(ValueError, r"nowhere"):
             runtime.run_node("load", {"model": "/nowhere/model", "device": "cpu", "width": 64, "height": 64}, {}, self.hash)
+        # A LoRA from a LoRA node merges at load: a missing file fails the load node, not the first frame.
+        missing = {**self.load_inputs, "lora": [{"path": "/nowhere/missing.safetensors", "scale": 1}]}
+        with self.assertRaisesRegex(ValueError, r"/nowhere/missing\.safetensors"):
+            runtime.run_node("load", missing, {"t_index_list": "int-list", "lora": "socket"}, self.hash)
 
     def test_build_engines_plans_for_the_pipeline_and_without_tensorrt_says_where_to_get_it(self):
         (handle,) = runtime.run_node("load", self.load_inputs, {"t_index_list": "int-list"}, self.hash)

@@ -214,7 +214,10 @@ export function createSidecarService(options: { readonly log?: (line: string) =>
           return { result: { protocol: PROTOCOL_VERSION, schemaHash: schemaHash(), pid: process.pid } };
         case 'load': {
           const { handle, entry } = pipelineFor(params);
-          const { stream, device } = await entry;
+          const loaded = await entry;
+          // The load node's LoRAs merge now: a bad file fails this node, and the first frame does not wait for the merge.
+          await lorasFor(loaded, loaded.loras);
+          const { stream, device } = loaded;
           return { result: { handle, width: stream.width, height: stream.height, device } };
         }
         case 'check_update': {
